@@ -1,0 +1,161 @@
+"""One results schema for every run: rows appended as cells finish, read back for resume and reports.
+
+A run directory ``results/<run-name>/`` holds ``results.csv`` (appended row by row, so nothing finished is lost
+when a sweep dies), ``results.parquet`` (rewritten from the CSV), ``meta.json`` and the rendered reports.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+__all__ = ["COLUMNS", "TRAIN_COLUMNS", "STATUSES", "KEY_COLUMNS", "append_row", "load_results", "write_parquet",
+           "environment", "write_meta", "read_meta"]
+
+COLUMNS = [
+    "model", "scope", "skeleton", "seq_len", "batch", "dtype", "device", "mode", "status", "reason", "params",
+    "macs", "flops", "flops_uncounted_ops", "peak_mem_bytes", "latency_ms_median", "latency_ms_iqr",
+    "throughput_per_s",
+]
+# extra columns: the attention's formula and elementwise count, the hparams used, where and when it ran
+EXTRA_COLUMNS = ["attn_macs", "attn_macs_formula", "elementwise_flops", "hparams", "backend", "wall_s", "shard"]
+TRAIN_COLUMNS = ["top1", "top5", "epochs", "dataset", "train_hours"]
+ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS + TRAIN_COLUMNS
+STATUSES = ("ok", "oom", "timeout", "nan", "error", "skipped")
+# a cell is identified by these; --resume skips a key that already has a row
+KEY_COLUMNS = ["model", "skeleton", "seq_len", "batch", "dtype", "device", "mode", "hparams"]
+
+CSV_NAME, PARQUET_NAME, META_NAME = "results.csv", "results.parquet", "meta.json"
+
+
+def append_row(run_dir: str | Path, row: dict[str, Any]) -> None:
+    """Append one row to ``run_dir/results.csv`` (header on first write) and flush it to disk."""
+    path = Path(run_dir) / CSV_NAME
+    unknown = set(row) - set(ALL_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown result columns {sorted(unknown)}")
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=ALL_COLUMNS)
+        if new:
+            w.writeheader()
+        w.writerow({k: _cell(row.get(k)) for k in ALL_COLUMNS})
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, (list, tuple, dict)):
+        return json.dumps(v, sort_keys=True)
+    return "" if v is None else v
+
+
+def load_results(run_dir: str | Path) -> pd.DataFrame:
+    """Read a run's rows; a missing file gives an empty frame, a corrupt one a one-line ValueError."""
+    path = Path(run_dir) / CSV_NAME
+    if not path.exists():
+        return pd.DataFrame(columns=ALL_COLUMNS)
+    try:
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
+        raise ValueError(f"corrupt results file {path}: {str(e).splitlines()[0]}") from None
+    missing = [c for c in ("model", "seq_len", "status") if c not in df.columns]
+    if missing:
+        raise ValueError(f"corrupt results file {path}: missing columns {missing}; expected the attnbench schema")
+    for c in ALL_COLUMNS:
+        if c not in df.columns:
+            df[c] = pd.NA
+    bad = ~df["status"].isin(STATUSES)
+    if bad.any():
+        raise ValueError(f"corrupt results file {path}: unknown status {df.loc[bad, 'status'].iloc[0]!r} "
+                         f"in row {int(bad.idxmax()) + 2}; accepted: {', '.join(STATUSES)}")
+    return df[ALL_COLUMNS + [c for c in df.columns if c not in ALL_COLUMNS]]
+
+
+def write_parquet(run_dir: str | Path, df: pd.DataFrame | None = None) -> Path:
+    run_dir = Path(run_dir)
+    df = load_results(run_dir) if df is None else df
+    out = run_dir / PARQUET_NAME
+    tmp = out.with_suffix(".parquet.tmp")
+    df.convert_dtypes().to_parquet(tmp, index=False)
+    os.replace(tmp, out)
+    return out
+
+
+def _git_commit() -> str | None:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: str | None = None) -> dict[str, Any]:
+    """Versions, hardware and command line: what a reader needs to trust or reproduce a number."""
+    import torch
+
+    import attnbench
+
+    env: dict[str, Any] = {
+        "attnbench": getattr(attnbench, "__version__", None),
+        "git_commit": _git_commit(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "command": " ".join(sys.argv),
+        "cuda_available": torch.cuda.is_available(),
+    }
+    try:
+        import timm
+
+        env["timm"] = timm.__version__
+    except ImportError:
+        env["timm"] = None
+    if torch.cuda.is_available():
+        env["cuda"] = torch.version.cuda
+        env["gpu"] = torch.cuda.get_device_name(torch.device(device) if device and device.startswith("cuda") else 0)
+    env["device"] = device
+    return env
+
+
+def write_meta(run_dir: str | Path, meta: dict[str, Any]) -> None:
+    path = Path(run_dir) / META_NAME
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def read_meta(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / META_NAME
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"corrupt {path}: {e}") from None
+
+
+def rows_to_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(list(rows), columns=ALL_COLUMNS)
