@@ -1,0 +1,79 @@
+"""``attnbench report``: re-render one run, or join several runs/shards into one report."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from attnbench.cli._common import user_errors
+
+__all__ = ["report_cmd", "join_runs"]
+
+
+def join_runs(run_dirs: list[Path], out: Path) -> Path:
+    """Write the joined rows of ``run_dirs`` (shards of one sweep, or runs to compare) as a run directory ``out``."""
+    from attnbench.report import load_runs
+    from attnbench.results import ALL_COLUMNS, write_meta, write_parquet
+
+    df, metas = load_runs(run_dirs)
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "results.csv").exists() and out.resolve() not in {d.resolve() for d in run_dirs}:
+        raise ValueError(f"--out {out} already holds a run; choose an empty folder")
+    cols = ALL_COLUMNS + [c for c in df.columns if c not in ALL_COLUMNS and c != "run"] + ["run"]
+    tmp = out / "results.csv.tmp"
+    df[cols].to_csv(tmp, index=False)
+    tmp.replace(out / "results.csv")
+    write_parquet(out, df[cols])
+    meta = {**(metas[0] if metas else {}), "joined_from": [str(d) for d in run_dirs], "runs": metas,
+            "command": " ".join(sys.argv)}
+    write_meta(out, json.loads(json.dumps(meta, default=str)))
+    return out
+
+
+@click.command("report", short_help="Re-render a run's report, or join runs/shards into one.")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "-o", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write report.md and plots  [default: the run directory; for several runs, "
+                   "a new joined-<timestamp> folder beside the first]")
+@click.option("--baseline", default=None, help="Reference model for the relative table  [default: softmax, else "
+                                                "softmax-math, else softmax-xformers]")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@user_errors
+def report_cmd(run_dirs: tuple[Path, ...], out: Path | None, baseline: str | None, no_plots: bool) -> None:
+    """Re-render report.md and plots for RUN_DIR, or join several RUN_DIRs (e.g. shards) into one report.
+
+    Several runs are joined into one run directory (results.csv, results.parquet, meta.json listing its sources)
+    before rendering, so the joined report can itself be re-rendered or resumed from.
+
+    \b
+    Examples:
+      attnbench report results/20250101-120000-layer-core
+      attnbench report results/big-s0 results/big-s1 --out results/big
+      attnbench report results/cpu-run results/gpu-run --baseline softmax-math
+    """
+    from attnbench.report import load_runs, report, rich_tables
+
+    dirs = list(dict.fromkeys(run_dirs))
+    load_runs(dirs)  # every input is checked (missing, corrupt) before anything is written
+    if len(dirs) > 1:
+        out = out or dirs[0].parent / f"joined-{time.strftime('%Y%m%d-%H%M%S')}"
+        try:
+            join_runs(dirs, out)
+        except OSError as e:
+            raise ValueError(f"cannot write to --out {out}: {e.strerror or e}") from None
+        src = out
+    else:
+        src = dirs[0]
+    try:
+        rep = report(src, out=out or src, baseline=baseline, plots=not no_plots)
+    except OSError as e:
+        raise ValueError(f"cannot write the report to {out or src}: {e.strerror or e}") from None
+    from rich.console import Console
+
+    console = Console()
+    for table in rich_tables(rep):
+        console.print(table)
+    click.echo(f"wrote {', '.join(p.name for p in rep.files)} in {rep.out_dir}", err=True)

@@ -1,0 +1,265 @@
+"""``attnbench run``: the efficiency sweep across sequence lengths."""
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from attnbench.cli._common import abort, user_errors
+
+__all__ = ["run", "DEFAULTS", "parse_shard", "parse_modes", "parse_mem", "parse_device", "default_run_name",
+           "prepare_run_dir", "check_tiling"]
+
+# The embedded default (`attnbench run` with no options): every core method, on one attention layer at
+# ViT-Tiny width, 1024..4096 tokens (Linformer's k=256 needs N > 256), inference and training, batch 1.
+# Measured to finish well inside 5 minutes on a 2-core CPU (see README).
+DEFAULTS: dict[str, Any] = dict(models="core", seq="1024..4096", skeleton="layer", batch=1, dtype="fp32",
+                                mode="infer,train", device="auto", out="results", timeout=120.0, min_time=0.2)
+# kept here (torch-free) so --help stays fast; tests check it equals attnbench.skeletons.skeleton_names()
+SKELETON_NAMES = ("vit-tiny", "vit-small", "vit-base", "layer", "layer-small", "layer-base", "soft-tiny",
+                  "soft-small", "soft-medium", "soft-large", "soft-huge")
+MODES = ("infer", "train")
+DTYPES = ("fp32", "bf16", "fp16")
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/N"`` -> (i, N) with 0 <= i < N."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or int(m[2]) < 1 or int(m[1]) >= int(m[2]):
+        raise ValueError(f"bad --shard {text!r}; expected i/N with 0 <= i < N, e.g. 0/4 (the first of 4 shards)")
+    return int(m[1]), int(m[2])
+
+
+def parse_modes(text: str) -> list[str]:
+    modes = list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise ValueError(f"bad --mode {text!r}; accepted: infer, train or infer,train")
+    return modes
+
+
+def parse_mem(text: str | None) -> int | None:
+    """``"8G"``, ``"512M"``, ``"1.5GiB"``, ``"4096"`` (bytes) -> bytes."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*", text)
+    if not m or float(m[1]) <= 0:
+        raise ValueError(f"bad --mem-limit {text!r}; expected a size such as 8G, 512M or 1.5GiB")
+    return int(float(m[1]) * 1024 ** " KMGT".index((m[2] or " ").upper()))
+
+
+def parse_device(text: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; ``cpu``, ``cuda`` and ``cuda:i`` are checked."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        raise ValueError(f"bad --device {text!r}; accepted: auto, cpu, cuda, cuda:<index>")
+    if text == "cpu":
+        return text
+    import torch
+
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {text}: no CUDA device is visible to torch; use --device cpu or auto")
+    idx = int(text.partition(":")[2] or 0)
+    if idx >= torch.cuda.device_count():
+        raise ValueError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return text
+
+
+def default_run_name(skeleton: str, models: str, shard: tuple[int, int] | None = None) -> str:
+    """``20250101-120000-layer-core`` (+ ``-s0of4`` for a shard)."""
+    desc = models if models in ("core", "all") else "+".join(m.strip() for m in models.split(",") if m.strip())
+    desc = re.sub(r"[^A-Za-z0-9+._-]", "_", desc)[:40]
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{skeleton}-{desc}"
+    return name + (f"-s{shard[0]}of{shard[1]}" if shard else "")
+
+
+def prepare_run_dir(out: str | Path, name: str, resume: bool) -> Path:
+    """Create (or, with resume, find) ``out/name``; one-line ValueError when it cannot be used."""
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"bad --name {name!r}; expected a plain folder name such as my-sweep")
+    out = Path(out)
+    run_dir = out / name
+    if resume:
+        if not (run_dir / "results.csv").exists():
+            have = sorted(p.name for p in out.iterdir() if (p / "results.csv").exists()) if out.is_dir() else []
+            raise ValueError(f"--resume: no run {name!r} in {out}" +
+                             (f"; runs there: {', '.join(have[-5:])}" if have else ""))
+        from attnbench.results import load_results
+
+        load_results(run_dir)  # a corrupt file fails here, before anything runs
+    elif (run_dir / "results.csv").exists():
+        raise ValueError(f"run {run_dir} already exists; pass --resume to finish it or choose another --name")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"cannot write to --out {out}: {e.strerror or e}") from None
+    return run_dir
+
+
+def check_tiling(skeleton: str, seq_lens: list[int]) -> None:
+    """Every N must tile the skeleton's token grid (ViT: H*W = N within aspect 1:4; pyramid: sides multiple of 8)."""
+    if skeleton == "layer" or skeleton.startswith("layer-"):
+        return
+    from attnbench.skeletons import grid_for
+
+    multiple = 8 if skeleton.startswith("soft-") else 1
+    for n in seq_lens:
+        try:
+            grid_for(n, multiple=multiple)
+        except ValueError as e:
+            raise ValueError(f"--seq {n} does not fit skeleton {skeleton}: {e}; or use --skeleton layer") from None
+
+
+@click.command("run", short_help="Sweep attentions across sequence lengths: FLOPs, memory, latency.",
+               context_settings={"show_default": True})
+@click.option("--models", "-m", default=DEFAULTS["models"],
+              help="Comma list of registered attentions (see `attnbench list`), 'core' "
+                   "(soft,softmax,performer,linformer,nystromformer), 'all', or a user attention as module:Class.")
+@click.option("--seq", "-s", default=DEFAULTS["seq"],
+              help="Sequence lengths: 1024..16384 doubles, 256..1024:+256 adds, 196..3136:*4 multiplies; "
+                   "commas join forms (196,256..1024).")
+@click.option("--skeleton", default=DEFAULTS["skeleton"], metavar="NAME",
+              help=f"Model around the attention: {', '.join(SKELETON_NAMES)}. 'layer' times the attention alone "
+                   "at ViT-Tiny width; vit-* are timm ViTs with exactly N tokens.")
+@click.option("--batch", "-b", default=DEFAULTS["batch"], type=click.IntRange(min=1),
+              help="Batch size (never changed silently: an OOM is a row with status oom).")
+@click.option("--dtype", default=DEFAULTS["dtype"], type=click.Choice(DTYPES), help="Parameter and input dtype.")
+@click.option("--mode", default=DEFAULTS["mode"], help="infer (forward, no grad), train (forward+backward+step), "
+                                                       "or both: infer,train.")
+@click.option("--device", default=DEFAULTS["device"], help="auto, cpu, cuda or cuda:<index>.")
+@click.option("--out", "-o", default=DEFAULTS["out"], type=click.Path(file_okay=False),
+              help="Parent folder of run directories.")
+@click.option("--name", default=None, help="Run directory name under --out  [default: <timestamp>-<skeleton>-<models>]")
+@click.option("--resume", is_flag=True, help="Finish run --name: cells that already have a row are not re-run.")
+@click.option("--timeout", default=DEFAULTS["timeout"], type=click.FloatRange(min=0, min_open=True),
+              help="Seconds per cell before it is killed and recorded as timeout.")
+@click.option("--min-time", default=DEFAULTS["min_time"], type=click.FloatRange(min=0, min_open=True),
+              help="Seconds of timing per cell (torch.utils.benchmark blocked_autorange).")
+@click.option("--shard", default=None, metavar="I/N", help="Run only shard I of N (0-based) of the cells, e.g. "
+                                                           "for SLURM array jobs; join the shards with `report`.")
+@click.option("--hparam", "-p", "hparams", multiple=True, metavar="MODEL.KEY=VALUE",
+              help="Override a method's hyper-parameter; repeatable, e.g. -p soft.landmarks=64 -p linformer.k=128.")
+@click.option("--mem-limit", default=None, metavar="SIZE", help="Cap each CPU cell's address space (e.g. 8G); "
+                                                                "a cell over it is recorded as oom.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@user_errors
+def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str, device: str, out: str,
+        name: str | None, resume: bool, timeout: float, min_time: float, shard: str | None,
+        hparams: tuple[str, ...], mem_limit: str | None, no_plots: bool) -> None:
+    """Measure params, FLOPs, peak memory and latency of attentions across sequence lengths.
+
+    Each (model, N, mode) cell runs in its own subprocess with a timeout; rows are appended to
+    OUT/NAME/results.csv as cells finish, then results.parquet, report.md and plots are written and the table is
+    printed. Ctrl-C keeps every finished row (finish later with --resume).
+
+    \b
+    Examples:
+      attnbench run                                           # the embedded default: core methods, layer, 1024..4096
+      attnbench run --models soft,performer --seq 1024..16384 --skeleton vit-tiny
+      attnbench run --models all --skeleton layer --seq 1024..16384 --timeout 120
+      attnbench run -m soft,softmax -s 256..1024:+256 -p soft.landmarks=64 --mode infer
+      attnbench run --name big --resume                       # finish an interrupted run
+      attnbench run --shard 1/4 --name big-s1 ...             # shard 1 of 4 (0-based)
+    """
+    from attnbench.seqspec import parse_seq
+
+    seq_lens = parse_seq(seq)
+    modes = parse_modes(mode)
+    shard_t = parse_shard(shard)
+    mem_bytes = parse_mem(mem_limit)
+    if skeleton not in SKELETON_NAMES:
+        raise ValueError(f"unknown --skeleton {skeleton!r}; accepted: {', '.join(SKELETON_NAMES)}")
+    if resume and not name:
+        raise ValueError("--resume needs --name <run> (the folder under --out to finish)")
+    from attnbench.registry import parse_models, resolve_hparams
+
+    names = parse_models(models)
+    hp = resolve_hparams(list(hparams))
+    unused = sorted(set(hp) - set(names))
+    if unused:
+        raise ValueError(f"--hparam given for {', '.join(unused)}, which is not in --models ({', '.join(names)})")
+    check_tiling(skeleton, seq_lens)
+    dev = parse_device(device)
+    run_dir = prepare_run_dir(out, name or default_run_name(skeleton, models, shard_t), resume)
+
+    from attnbench.sweep import SweepConfig, run_sweep
+
+    config = SweepConfig(models=names, seq_lens=seq_lens, skeleton=skeleton, batch=batch, dtype=dtype, modes=modes,
+                         device=dev, hparams=hp, timeout=timeout, min_time=min_time, mem_limit=mem_bytes,
+                         shard=shard_t)
+    click.echo(f"attnbench run: {len(names)} models x {len(seq_lens)} N x {len(modes)} modes on {skeleton}, "
+               f"{dev}, {dtype}, batch {batch}" + (f", shard {shard_t[0]}/{shard_t[1]}" if shard_t else "")
+               + f" -> {run_dir}", err=True)
+    t0 = time.perf_counter()
+    try:
+        _sweep_with_progress(run_sweep, config, run_dir, resume)
+    except KeyboardInterrupt:
+        kept = _finalize(run_dir, plots=False, quiet=True)
+        abort(f"interrupted: {kept} finished rows kept in {run_dir}; finish with "
+              f"'attnbench run --resume --name {run_dir.name} --out {out}' and the same options", 130)
+    _finalize(run_dir, plots=not no_plots, quiet=False, elapsed=time.perf_counter() - t0)
+
+
+def _sweep_with_progress(run_sweep: Any, config: Any, run_dir: Path, resume: bool) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        task = progress.add_task("starting", total=None)
+
+        def on_cell(spec: Any, row: dict[str, Any], done: int, total: int) -> None:
+            status = row.get("status", "?")
+            lat = row.get("latency_ms_median")
+            what = f"{row.get('model')} N={row.get('seq_len')} {row.get('mode')}"
+            detail = f"{lat:.3g} ms" if status == "ok" and isinstance(lat, (int, float)) else status
+            progress.update(task, completed=done, total=total, description=f"{what}: {detail}")
+            if status != "ok":
+                reason = str(row.get("reason") or "").splitlines()[0][:100] if row.get("reason") else ""
+                progress.console.print(f"[yellow]{what}: {status}[/] {reason}")
+
+        return run_sweep(config, run_dir, resume=resume, on_cell=on_cell)
+
+
+def _finalize(run_dir: Path, *, plots: bool, quiet: bool, elapsed: float | None = None) -> int:
+    """Rewrite results.parquet, render report.md (+ plots) and, unless quiet, print the tables."""
+    from attnbench.results import load_results, write_parquet
+
+    try:
+        df = load_results(run_dir)
+        if df.empty:
+            return 0
+        write_parquet(run_dir, df)
+        from attnbench.report import report, rich_tables
+
+        rep = report(run_dir, plots=plots)
+    except (OSError, ValueError) as e:
+        if not quiet:
+            raise
+        click.echo(f"warning: could not write the report: {e}", err=True)
+        return len(df) if "df" in locals() else 0
+    if not quiet:
+        from rich.console import Console
+
+        console = Console()
+        for table in rich_tables(rep):
+            console.print(table)
+        took = f" in {elapsed:.0f} s" if elapsed is not None else ""
+        click.echo(f"{len(df)} rows{took}; wrote {', '.join(p.name for p in [run_dir / 'results.csv', run_dir / 'results.parquet', *rep.files])} "
+                   f"in {run_dir}", err=True)
+    return len(df)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run())
