@@ -61,10 +61,13 @@ def load_runs(run_dirs: str | Path | Iterable[str | Path]) -> tuple[pd.DataFrame
         if not (d / "results.csv").exists():
             raise ValueError(f"no results.csv in {d}; is it an attnbench run directory?")
         df = load_results(d)
-        df["run"] = d.name
+        # a joined run (attnbench report A B --out J) keeps each row's source run and the sources' metas
+        df["run"] = df["run"].fillna(d.name) if "run" in df.columns else d.name
         frames.append(df)
         meta = read_meta(d)
-        if meta:
+        if isinstance(meta.get("runs"), list) and meta["runs"]:
+            metas += [m for m in meta["runs"] if isinstance(m, dict)]
+        elif meta:
             metas.append({**meta, "run": d.name})
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     return _dedupe(df), metas

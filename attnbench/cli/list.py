@@ -17,8 +17,9 @@ def list_cmd(pattern: str) -> None:
     Override a default with `attnbench run --hparam MODEL.KEY=VALUE`; add your own attention with
     `--models package.module:Class` or an `attnbench.attentions` entry point.
     """
-    from rich.console import Console
     from rich.table import Table
+
+    from attnbench.cli._render import console as _console
 
     from attnbench.registry import CORE_MODELS, get_attention, list_attentions
     from attnbench.skeletons import skeleton_names
@@ -34,6 +35,6 @@ def list_cmd(pattern: str) -> None:
         defaults = ", ".join(f"{k}={v}" for k, v in e.defaults.items()) + (", seq_len=N" if e.needs_seq_len else "")
         table.add_row(n + (" *" if n in CORE_MODELS else ""), e.complexity, defaults or "-", ",".join(e.devices),
                       e.description)
-    console = Console()
+    console = _console()
     console.print(table)
     console.print(f"skeletons: {', '.join(skeleton_names())}")

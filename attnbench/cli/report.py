@@ -27,8 +27,7 @@ def join_runs(run_dirs: list[Path], out: Path) -> Path:
     df[cols].to_csv(tmp, index=False)
     tmp.replace(out / "results.csv")
     write_parquet(out, df[cols])
-    meta = {**(metas[0] if metas else {}), "joined_from": [str(d) for d in run_dirs], "runs": metas,
-            "command": " ".join(sys.argv)}
+    meta = {"joined_from": [str(d) for d in run_dirs], "runs": metas, "command": " ".join(sys.argv)}
     write_meta(out, json.loads(json.dumps(meta, default=str)))
     return out
 
@@ -71,9 +70,9 @@ def report_cmd(run_dirs: tuple[Path, ...], out: Path | None, baseline: str | Non
         rep = report(src, out=out or src, baseline=baseline, plots=not no_plots)
     except OSError as e:
         raise ValueError(f"cannot write the report to {out or src}: {e.strerror or e}") from None
-    from rich.console import Console
+    from attnbench.cli._render import console as _console
 
-    console = Console()
+    console = _console()
     for table in rich_tables(rep):
         console.print(table)
     click.echo(f"wrote {', '.join(p.name for p in rep.files)} in {rep.out_dir}", err=True)

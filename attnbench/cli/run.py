@@ -211,10 +211,11 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
 
 
 def _sweep_with_progress(run_sweep: Any, config: Any, run_dir: Path, resume: bool) -> Any:
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = Console(stderr=True)
+    from attnbench.cli._render import console as _console
+
+    console = _console(stderr=True)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=False) as progress:
         task = progress.add_task("starting", total=None)
@@ -250,9 +251,9 @@ def _finalize(run_dir: Path, *, plots: bool, quiet: bool, elapsed: float | None 
         click.echo(f"warning: could not write the report: {e}", err=True)
         return len(df) if "df" in locals() else 0
     if not quiet:
-        from rich.console import Console
+        from attnbench.cli._render import console as _console
 
-        console = Console()
+        console = _console()
         for table in rich_tables(rep):
             console.print(table)
         took = f" in {elapsed:.0f} s" if elapsed is not None else ""

@@ -1,0 +1,276 @@
+"""The CLI through click's CliRunner: help, list, every bad input (exit 2, one line, no traceback), Ctrl-C,
+and the run -> report flow against a stand-in engine (the real engine's end-to-end runs: test_cli_e2e.py)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from attnbench.cli import main
+from attnbench.results import COLUMNS, append_row, load_results
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *needles: str, code: int = 2, after_progress: bool = False):
+    assert result.exit_code == code, (result.exit_code, result.output)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    if after_progress:  # the sweep's progress lines come first; the error is the one last line
+        assert sum(ln.startswith("error:") for ln in lines) == 1, result.stderr
+        lines = lines[-1:]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    assert lines[0].startswith("error: ")
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+def test_help_is_fast_and_teaches():
+    code = "import sys, attnbench.cli; print(sorted(m for m in ('torch', 'pandas', 'timm') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"  # --help never pays for torch/pandas
+    r = invoke("--help")
+    assert r.exit_code == 0 and "Examples:" in r.output and "attnbench run --models soft,performer" in r.output
+    r = invoke("run", "--help")
+    assert r.exit_code == 0 and "1024..16384 doubles" in r.output and "--shard" in r.output
+
+
+def test_python_dash_m_and_version():
+    out = subprocess.run([sys.executable, "-m", "attnbench", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and "0.1.0" in out.stdout
+
+
+def test_skeleton_names_in_help_match_the_registry():
+    from attnbench.cli.run import SKELETON_NAMES
+    from attnbench.skeletons import skeleton_names
+
+    assert list(SKELETON_NAMES) == skeleton_names()
+
+
+def test_list_shows_core_methods_with_defaults():
+    r = invoke("list")
+    assert r.exit_code == 0, r.output
+    for name in ("soft *", "softmax *", "performer *", "linformer *", "nystromformer *", "cosformer"):
+        assert name in r.output
+    assert "landmarks=49" in r.output and "O(N^2 d)" in r.output
+    assert_one_line_error(invoke("list", "zzz*"), "no attention matches")
+
+
+def _corrupt_run(tmp_path: Path) -> Path:
+    d = tmp_path / "out" / "broken"
+    d.mkdir(parents=True)
+    (d / "results.csv").write_text("model,seq_len,status\nsoft,1024,exploded\n")
+    return d
+
+
+BAD_RUN_INPUTS = {
+    "unknown-model": (["--models", "soft,nope"], ["unknown attention 'nope'", "registered:"]),
+    "empty-models": (["--models", ","], ["no models given"]),
+    "malformed-seq": (["--seq", "1024..abc"], ["bad --seq", "accepted forms"]),
+    "descending-seq": (["--seq", "4096..1024"], ["descending"]),
+    "zero-seq": (["--seq", "0"], ["positive"]),
+    "untileable-seq": (["--skeleton", "vit-tiny", "--seq", "1031"], ["does not fit skeleton vit-tiny"]),
+    "untileable-pyramid": (["--skeleton", "soft-tiny", "--seq", "1000"], ["does not fit skeleton soft-tiny"]),
+    "unknown-skeleton": (["--skeleton", "vit-huge"], ["unknown --skeleton", "layer"]),
+    "hparam-no-dot": (["--hparam", "landmarks=3"], ["bad --hparam", "model.key=value"]),
+    "hparam-no-eq": (["--hparam", "soft.landmarks"], ["bad --hparam"]),
+    "hparam-unknown-key": (["--hparam", "soft.nosuch=3"], ["no hyper-parameter 'nosuch'", "accepted"]),
+    "hparam-unknown-model": (["--hparam", "nope.k=3"], ["unknown attention 'nope'"]),
+    "hparam-model-not-run": (["--models", "soft", "--hparam", "performer.nb_features=8"], ["not in --models"]),
+    "bad-shard": (["--shard", "2/2"], ["bad --shard", "0 <= i < N"]),
+    "bad-shard-text": (["--shard", "a/b"], ["bad --shard"]),
+    "bad-mode": (["--mode", "infer,eval"], ["bad --mode", "infer,train"]),
+    "bad-dtype": (["--dtype", "fp8"], ["--dtype", "fp32"]),
+    "bad-batch": (["--batch", "0"], ["--batch"]),
+    "bad-device": (["--device", "tpu"], ["bad --device", "cuda:<index>"]),
+    "bad-mem-limit": (["--mem-limit", "lots"], ["bad --mem-limit", "8G"]),
+    "bad-timeout": (["--timeout", "-1"], ["--timeout"]),
+    "resume-without-name": (["--resume"], ["--resume needs --name"]),
+    "unknown-option": (["--sequence", "1024"], ["No such option"]),
+}
+
+
+@pytest.mark.parametrize("args, needles", BAD_RUN_INPUTS.values(), ids=BAD_RUN_INPUTS.keys())
+def test_bad_run_input_is_one_line_exit_2(tmp_path, args, needles):
+    r = invoke("run", "--out", tmp_path / "out", *args)
+    assert_one_line_error(r, *needles)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("results.csv"))
+
+
+def test_unwritable_out(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert_one_line_error(invoke("run", "--models", "soft", "--out", blocker / "sub"), "cannot write to --out")
+
+
+def test_resume_of_missing_or_corrupt_run(tmp_path):
+    assert_one_line_error(invoke("run", "--out", tmp_path / "out", "--name", "ghost", "--resume"), "no run 'ghost'")
+    d = _corrupt_run(tmp_path)
+    before = d.joinpath("results.csv").read_bytes()
+    r = invoke("run", "--out", tmp_path / "out", "--name", "broken", "--resume")
+    assert_one_line_error(r, "corrupt results file", "exploded")
+    assert d.joinpath("results.csv").read_bytes() == before  # nothing already written is lost
+
+
+def test_existing_run_needs_resume(tmp_path):
+    d = tmp_path / "out" / "done"
+    d.mkdir(parents=True)
+    append_row(d, {"model": "soft", "seq_len": 1024, "status": "ok"})
+    assert_one_line_error(invoke("run", "--out", tmp_path / "out", "--name", "done"), "already exists", "--resume")
+
+
+def test_report_bad_inputs(tmp_path):
+    assert_one_line_error(invoke("report", tmp_path / "missing"), "not a run directory")
+    d = _corrupt_run(tmp_path)
+    assert_one_line_error(invoke("report", d), "corrupt results file")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(invoke("report", tmp_path / "empty"), "no results.csv")
+    assert_one_line_error(invoke("report"), "Missing argument")
+
+
+# ----------------------------------------------------------------------------- a stand-in engine (contract)
+
+def fake_engine(monkeypatch, *, interrupt_after: int | None = None):
+    """Install an ``attnbench.sweep`` that follows the engine's contract without measuring anything."""
+    from dataclasses import dataclass
+
+    calls: list = []
+
+    @dataclass
+    class SweepConfig:
+        models: list
+        seq_lens: list
+        skeleton: str
+        batch: int
+        dtype: str
+        modes: list
+        device: str
+        hparams: dict
+        timeout: float
+        min_time: float
+        mem_limit: int | None
+        shard: tuple | None
+
+    def run_sweep(config, run_dir, *, resume=False, on_cell=None):
+        calls.append(config)
+        cells = [(m, n, mode) for m in config.models for n in config.seq_lens for mode in config.modes]
+        done_keys = set()
+        if resume:
+            old = load_results(run_dir)
+            done_keys = set(zip(old.model, old.seq_len, old["mode"]))
+        for i, (m, n, mode) in enumerate(cells):
+            if interrupt_after is not None and i == interrupt_after:
+                raise KeyboardInterrupt
+            if (m, n, mode) in done_keys:
+                continue
+            lat = (n / 1000) ** (2 if m.startswith("softmax") else 1)
+            row = dict(model=m, scope="layer", skeleton=config.skeleton, seq_len=n, batch=config.batch,
+                       dtype=config.dtype, device=config.device, mode=mode, status="ok", params=1000,
+                       macs=n * 1000, flops=n * 2000, peak_mem_bytes=n * 4096, latency_ms_median=lat,
+                       latency_ms_iqr=lat / 50, throughput_per_s=1000 / lat,
+                       hparams=json.dumps(config.hparams.get(m, {})))
+            append_row(run_dir, row)
+            if on_cell:
+                on_cell(None, row, i + 1, len(cells))
+        return load_results(run_dir)
+
+    mod = types.ModuleType("attnbench.sweep")
+    mod.SweepConfig, mod.run_sweep = SweepConfig, run_sweep
+    monkeypatch.setitem(sys.modules, "attnbench.sweep", mod)
+    return calls
+
+
+def test_run_then_report_with_stand_in_engine(tmp_path, monkeypatch):
+    calls = fake_engine(monkeypatch)
+    out = tmp_path / "res"
+    r = invoke("run", "--models", "soft,softmax", "--seq", "256,1024", "--mode", "infer", "--device", "cpu",
+               "--out", out, "--name", "t", "--hparam", "soft.landmarks=16", "--shard", "1/3", "--mem-limit", "2G")
+    assert r.exit_code == 0, r.output
+    cfg = calls[0]
+    assert (cfg.models, cfg.seq_lens, cfg.modes, cfg.shard, cfg.mem_limit) == \
+        (["soft", "softmax"], [256, 1024], ["infer"], (1, 3), 2 * 2**30)
+    assert cfg.hparams == {"soft": {"landmarks": 16}} and cfg.skeleton == "layer"
+    run_dir = out / "t"
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"results.csv", "results.parquet", "report.md", "latency_infer.png", "memory_infer.png",
+            "flops.png"} <= names
+    assert set(COLUMNS) <= set(pd.read_parquet(run_dir / "results.parquet").columns)
+    assert "speed-up over softmax" in r.stdout  # the rich table at the end
+    md = (run_dir / "report.md").read_text()
+    (run_dir / "report.md").unlink()
+    r2 = invoke("report", run_dir, "--no-plots")
+    assert r2.exit_code == 0, r2.output
+    assert (run_dir / "report.md").read_text() == md
+
+
+def test_ctrl_c_keeps_finished_rows_and_exits_130(tmp_path, monkeypatch):
+    fake_engine(monkeypatch, interrupt_after=3)
+    out = tmp_path / "res"
+    r = invoke("run", "--models", "soft,softmax", "--seq", "256,1024", "--mode", "infer", "--device", "cpu",
+               "--out", out, "--name", "cut")
+    assert_one_line_error(r, "interrupted: 3 finished rows kept", "--resume --name cut", code=130,
+                          after_progress=True)
+    assert len(load_results(out / "cut")) == 3
+    assert (out / "cut" / "results.parquet").exists()
+    fake_engine(monkeypatch)  # finish it
+    r = invoke("run", "--models", "soft,softmax", "--seq", "256,1024", "--mode", "infer", "--device", "cpu",
+               "--out", out, "--name", "cut", "--resume")
+    assert r.exit_code == 0, r.output
+    assert len(load_results(out / "cut")) == 4
+
+
+def test_report_joins_runs_into_a_new_run_dir(tmp_path, monkeypatch):
+    fake_engine(monkeypatch)
+    out = tmp_path / "res"
+    for i, models in enumerate(("soft", "softmax")):
+        r = invoke("run", "--models", models, "--seq", "256,1024", "--mode", "infer", "--device", "cpu",
+                   "--out", out, "--name", f"p{i}", "--no-plots")
+        assert r.exit_code == 0, r.output
+    r = invoke("report", out / "p0", out / "p1", "--out", out / "joined")
+    assert r.exit_code == 0, r.output
+    joined = load_results(out / "joined")
+    assert sorted(set(joined.model)) == ["soft", "softmax"] and len(joined) == 4
+    md = (out / "joined" / "report.md").read_text()
+    assert "Relative to `softmax`" in md and "Runs: p0, p1" in md
+
+
+def test_unexpected_error_is_one_line_exit_1(tmp_path, monkeypatch):
+    mod = types.ModuleType("attnbench.sweep")
+
+    def boom(*a, **k):
+        raise RuntimeError("engine exploded\nsecond line")
+
+    mod.SweepConfig, mod.run_sweep = (lambda **k: k), boom
+    monkeypatch.setitem(sys.modules, "attnbench.sweep", mod)
+    r = invoke("run", "--models", "soft", "--seq", "256", "--device", "cpu", "--out", tmp_path)
+    assert_one_line_error(r, "internal error: RuntimeError: engine exploded", "ATTNBENCH_DEBUG", code=1,
+                          after_progress=True)
+
+
+def test_train_is_listed_only_when_its_module_exists(monkeypatch):
+    import attnbench.cli as cli
+
+    monkeypatch.setitem(cli.LAZY_COMMANDS, "train", ("attnbench.cli._no_such_module", "train", "x"))
+    r = invoke("--help")
+    assert r.exit_code == 0 and "  train" not in r.output
+    assert invoke("train").exit_code == 2
+    monkeypatch.setitem(cli.LAZY_COMMANDS, "train", ("attnbench.cli.list", "list_cmd", "Train (test stand-in)."))
+    r = invoke("--help")
+    assert "train" in r.output and "Train (test stand-in)." in r.output
+    assert "registered attentions" in invoke("train").output  # resolved lazily to the module's command
+
+
+def test_python_api_is_lazy_and_complete():
+    code = ("import sys, attnbench; a = sorted(m for m in ('torch','pandas') if m in sys.modules); "
+            "r = attnbench.report; import attnbench.report as m; "
+            "print(a, callable(r), m is r, attnbench.parse_seq('1..4'), callable(attnbench.list_attentions))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[] True True [1, 2, 4] True"
