@@ -74,6 +74,7 @@ class AttentionEntry:
 
 
 _REGISTRY: dict[str, AttentionEntry] = {}
+_BUILTINS_LOADED = False
 
 
 def register_attention(entry: AttentionEntry, *, overwrite: bool = False) -> AttentionEntry:
@@ -84,9 +85,12 @@ def register_attention(entry: AttentionEntry, *, overwrite: bool = False) -> Att
 
 
 def _load_builtins() -> None:
-    if _REGISTRY:
+    # a flag, not "registry empty": a user attention registered first must not hide the built-ins
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
         return
     importlib.import_module("attnbench.builtin_attentions")
+    _BUILTINS_LOADED = True
 
 
 def list_attentions(pattern: str = "*") -> list[str]:

@@ -25,7 +25,8 @@ COLUMNS = [
     "throughput_per_s",
 ]
 # extra columns: the attention's formula and elementwise count, the hparams used, where and when it ran
-EXTRA_COLUMNS = ["attn_macs", "attn_macs_formula", "elementwise_flops", "hparams", "backend", "wall_s", "shard"]
+EXTRA_COLUMNS = ["attn_macs", "attn_macs_formula", "elementwise_flops", "hparams", "backend", "num_threads", "wall_s",
+                 "shard"]
 TRAIN_COLUMNS = ["top1", "top5", "epochs", "dataset", "train_hours"]
 ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS + TRAIN_COLUMNS
 STATUSES = ("ok", "oom", "timeout", "nan", "error", "skipped")

@@ -1,0 +1,406 @@
+"""One cell of a sweep: (model, skeleton, seq_len, batch, dtype, device, mode, hparams) measured in a process of its
+own, ending with a typed status.
+
+``run_cell_subprocess`` starts ``python -m attnbench.cell``: the spec goes in as JSON on stdin, the row comes back
+as JSON on stdout's last line. Inside the child, :func:`run_cell` builds the skeleton, counts parameters, runs one
+warm-up step (checking the output is finite), measures peak memory (first, while the process is fresh), traces
+FLOPs with fvcore and audits the attention's MACs against its closed-form formula, then times the step.
+
+Statuses (``results.STATUSES``):
+
+* ``ok``: every measurement ran (a quantity that cannot be measured here is empty, with the reason).
+* ``oom``: ``MemoryError``, an allocator "out of memory", the address-space cap (``mem_limit_bytes``, set with
+  ``RLIMIT_AS`` in the child on top of what it uses after start-up) or death by SIGKILL (the kernel's OOM killer).
+* ``timeout``: the child ran past ``timeout`` seconds and was killed with its process group.
+* ``nan``: the warm-up step's output (infer) or loss (train) is not finite.
+* ``skipped``: the cell makes no sense here: CUDA asked for but absent, a device the attention does not support
+  (the registry entry's ``devices``, xformers without CUDA), a dtype torch cannot autocast on the device, or a
+  ``ValueError``/``NotImplementedError``/``ImportError`` while constructing the model (Linformer with k >= N).
+* ``error``: anything else, with a one-line reason.
+
+The batch never changes: a cell that does not fit is ``oom``, never retried smaller.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["CellSpec", "run_cell", "run_cell_subprocess", "scope_of", "classify_exception"]
+
+_OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "bad_alloc",
+                "memoryerror", "outofmemoryerror")
+
+
+def scope_of(skeleton: str) -> str:
+    """``layer`` / ``vit`` / ``pyramid`` for a skeleton name."""
+    if skeleton == "layer" or skeleton.startswith("layer-"):
+        return "layer"
+    if skeleton.startswith("vit-"):
+        return "vit"
+    if skeleton.startswith("soft-"):
+        return "pyramid"
+    return skeleton
+
+
+def _hparams_json(hparams: Any) -> str:
+    if isinstance(hparams, str):
+        hparams = json.loads(hparams or "{}")
+    return json.dumps(dict(hparams or {}), sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """What one cell measures. Frozen and hashable: it is the key for resume and sharding.
+
+    Attributes:
+        model: registered attention name (or ``module:Class``).
+        skeleton: ``layer``, ``vit-tiny``, ... (``attnbench.skeletons.skeleton_names()``).
+        seq_len: tokens N the attention sees.
+        batch: samples per step; never changed.
+        dtype: ``fp32``, ``bf16`` or ``fp16`` (autocast).
+        device: ``cpu``, ``cuda`` or ``cuda:i``.
+        mode: ``infer`` or ``train``.
+        hparams: the attention's hyper-parameters as sorted JSON (a dict is accepted and normalised).
+        min_time: seconds of timing (``blocked_autorange``); not part of the key.
+        shard: ``"i/n"`` of the sweep that ran it, for the row; not part of the key.
+    """
+
+    model: str
+    skeleton: str
+    seq_len: int
+    batch: int = 1
+    dtype: str = "fp32"
+    device: str = "cpu"
+    mode: str = "infer"
+    hparams: str = "{}"
+    min_time: float = field(default=0.5, compare=False)
+    shard: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hparams", _hparams_json(self.hparams))
+        object.__setattr__(self, "seq_len", int(self.seq_len))
+        object.__setattr__(self, "batch", int(self.batch))
+
+    @property
+    def hparams_dict(self) -> dict[str, Any]:
+        return json.loads(self.hparams)
+
+    @property
+    def scope(self) -> str:
+        return scope_of(self.skeleton)
+
+    def key(self) -> tuple:
+        """The values of ``results.KEY_COLUMNS``, as strings (the way they round-trip through the CSV)."""
+        return key_of(asdict(self))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "CellSpec":
+        return cls(**json.loads(text))
+
+    def base_row(self) -> dict[str, Any]:
+        """The row's identifying columns; measurements are added by :func:`run_cell`."""
+        return {"model": self.model, "scope": self.scope, "skeleton": self.skeleton, "seq_len": self.seq_len,
+                "batch": self.batch, "dtype": self.dtype, "device": self.device, "mode": self.mode,
+                "hparams": self.hparams, "shard": self.shard}
+
+
+def key_of(row: dict[str, Any]) -> tuple:
+    """``results.KEY_COLUMNS`` of a row or spec dict, normalised to strings."""
+    from attnbench.results import KEY_COLUMNS
+
+    out = []
+    for c in KEY_COLUMNS:
+        v = row.get(c)
+        if c == "hparams":
+            v = _hparams_json(v if isinstance(v, (str, dict)) else None)
+        elif c in ("seq_len", "batch"):
+            v = int(v)
+        out.append(str(v))
+    return tuple(out)
+
+
+class SkipCell(Exception):
+    """The cell makes no sense on this machine or with these settings: a ``skipped`` row."""
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(e).__name__}: {first}"[:300] if first else type(e).__name__
+
+
+def classify_exception(e: BaseException) -> tuple[str, str]:
+    """(status, one-line reason) for an exception raised while measuring."""
+    if isinstance(e, SkipCell):
+        return "skipped", str(e)
+    text = f"{type(e).__name__} {e}".lower()
+    if isinstance(e, MemoryError) or any(m in text for m in _OOM_MARKERS):
+        return "oom", _one_line(e)
+    return "error", _one_line(e)
+
+
+# ------------------------------------------------------------------------------------------------- in the child
+
+
+def _check_device(spec: CellSpec, entry: Any) -> None:
+    import torch
+
+    from attnbench.measure.step import DTYPES, MODES, autocast_unsupported
+
+    if spec.dtype not in DTYPES:
+        raise SkipCell(f"dtype {spec.dtype!r} is not supported; accepted: {', '.join(DTYPES)}")
+    if spec.mode not in MODES:
+        raise SkipCell(f"mode {spec.mode!r} is not supported; accepted: {', '.join(MODES)}")
+    dev = torch.device(spec.device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SkipCell(f"device {spec.device} requested but CUDA is not available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise SkipCell(f"device {spec.device} requested but only {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type not in entry.devices:
+        raise SkipCell(f"{entry.name} runs on {', '.join(entry.devices)} only, not {dev.type}")
+    reason = autocast_unsupported(dev, spec.dtype)
+    if reason:
+        raise SkipCell(reason)
+
+
+def _formula_macs(entry: Any, spec: CellSpec, skel: Any, shapes: list[tuple]) -> int | None:
+    """Sum of the entry's closed-form MACs over the attention modules (layer and vit scopes: every module sees the
+    same N, dim and heads; the pyramid varies hparams per stage, so it has no formula here)."""
+    if entry.macs is None or spec.scope == "pyramid" or not shapes:
+        return None
+    try:
+        return sum(entry.count_macs(B, N, C, skel.num_heads, hw=skel.hw, **spec.hparams_dict)
+                   for B, N, C in shapes)
+    except (TypeError, ValueError):
+        return None
+
+
+def run_cell(spec: CellSpec) -> dict[str, Any]:
+    """Measure ``spec`` in this process and return its row (never raises for a failing cell).
+
+    Run it in a fresh process (that is what :func:`run_cell_subprocess` does): the CPU peak-memory probe reads the
+    process's high-water mark.
+    """
+    row = spec.base_row()
+    row.update(status="ok", reason=None)
+    notes: list[str] = []
+    phase = "setup"
+    try:
+        import torch
+
+        from attnbench.measure.flops import count_flops
+        from attnbench.measure.latency import time_step
+        from attnbench.measure.memory import measure_peak
+        from attnbench.measure.step import make_step
+        from attnbench.registry import get_attention
+        from attnbench.skeletons import build_skeleton
+
+        entry = get_attention(spec.model)
+        _check_device(spec, entry)
+        dev = torch.device(spec.device)
+        phase = "build"
+        try:
+            skel = build_skeleton(spec.skeleton, spec.model, spec.seq_len, hparams=spec.hparams_dict)
+        except (ValueError, NotImplementedError, ImportError) as e:
+            raise SkipCell(f"cannot build {spec.model} for N={spec.seq_len}: {_one_line(e)}") from None
+        phase = "setup"
+        model = skel.model.to(dev)
+        x = skel.example_input(spec.batch, device=dev)
+        row["params"] = sum(p.numel() for p in model.parameters())
+        num_classes = getattr(model, "num_classes", None)
+
+        # the attention modules' input shapes, for the formula
+        shapes: list[tuple] = []
+        hooks = [m.register_forward_pre_hook(lambda _m, args: shapes.append(tuple(args[0].shape)))
+                 for m in skel.attn_modules]
+
+        phase = "warm-up"
+        step = make_step(model, x, mode=spec.mode, dtype=spec.dtype, num_classes=num_classes)
+        out = step()
+        for h in hooks:
+            h.remove()
+        if not bool(torch.isfinite(out).all()):
+            row.update(status="nan", reason=f"non-finite {'loss' if spec.mode == 'train' else 'output'} "
+                                            "in the warm-up step")
+        backend = next((getattr(m, "last_backend") for m in skel.attn_modules if hasattr(m, "last_backend")), None)
+        row["backend"] = backend
+        del out
+
+        phase = "memory"
+        mem = measure_peak(step, dev)
+        row["peak_mem_bytes"] = mem.peak_bytes
+        if mem.reason:
+            notes.append(f"peak memory not measured: {mem.reason}")
+
+        phase = "flops"
+        model.eval()
+        fc = count_flops(model, x, attn_modules=skel.attn_modules)
+        row.update(macs=fc.macs, flops=fc.flops, elementwise_flops=fc.elementwise_flops,
+                   flops_uncounted_ops=list(fc.uncounted_ops), attn_macs=fc.attn_macs,
+                   attn_macs_formula=_formula_macs(entry, spec, skel, shapes[:len(skel.attn_modules)]))
+
+        if row["status"] == "ok":
+            phase = "timing"
+            step = make_step(model, x, mode=spec.mode, dtype=spec.dtype, num_classes=num_classes)
+            lat = time_step(step, batch=spec.batch, min_time=spec.min_time, warmup=1, label=spec.mode,
+                            sub_label=spec.model, description=str(spec.seq_len))
+            row.update(latency_ms_median=lat.median_ms, latency_ms_iqr=lat.iqr_ms,
+                       throughput_per_s=lat.throughput_per_s, num_threads=lat.num_threads)
+    except Exception as e:  # a failed cell is a row, never a crash
+        status, reason = classify_exception(e)
+        if status == "error" and phase not in ("setup",):
+            reason = f"{phase}: {reason}"
+        row.update(status=status, reason=reason)
+    if notes and row["status"] == "ok":
+        row["reason"] = "; ".join(notes)
+    return row
+
+
+def _set_memory_cap(extra_bytes: int) -> None:
+    """Cap the address space at what the process maps now plus ``extra_bytes`` (RLIMIT_AS)."""
+    import resource
+
+    from attnbench.measure.memory import _status_bytes
+
+    limit = _status_bytes("VmSize") + int(extra_bytes)
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m attnbench.cell [--mem-limit BYTES] [--import MODULE]... < spec.json``: prints the row as JSON."""
+    import argparse
+    import importlib
+    import warnings
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a cell stops
+    p = argparse.ArgumentParser(prog="python -m attnbench.cell", description=main.__doc__)
+    p.add_argument("--mem-limit", type=int, default=None)
+    p.add_argument("--import", dest="imports", action="append", default=[])
+    args = p.parse_args(argv)
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*")
+    spec = CellSpec.from_json(sys.stdin.read())
+    import torch  # noqa: F401  (imported before the cap, so that the cap measures the cell, not torch)
+
+    for mod in args.imports:
+        importlib.import_module(mod)
+    if args.mem_limit:
+        _set_memory_cap(args.mem_limit)
+    row = run_cell(spec)
+    sys.stdout.write("\n" + json.dumps(row, default=_json_default) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def _json_default(v: Any) -> Any:
+    if hasattr(v, "item"):
+        return v.item()
+    return str(v)
+
+
+# ------------------------------------------------------------------------------------------------ in the parent
+
+
+def _extra_imports(model: str) -> list[str]:
+    """Modules the child must import so that a model registered at run time in this process exists there too."""
+    from attnbench import registry
+
+    entry = registry._REGISTRY.get(model)
+    if entry is None or ":" in model:
+        return []
+    mod = entry.cls.__module__
+    builtin = ("soft", "baselines", "attnbench")
+    return [] if mod.split(".")[0] in builtin or mod == "__main__" else [mod]
+
+
+def _failure_from_exit(returncode: int, stderr: str) -> tuple[str, str]:
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    last = lines[-1].strip()[:300] if lines else ""
+    if returncode < 0:
+        sig = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
+        if -returncode == signal.SIGKILL:
+            return "oom", f"killed by {sig} (the kernel's OOM killer?){': ' + last if last else ''}"
+        return "error", f"child died from {sig}{': ' + last if last else ''}"
+    if any(m in last.lower() for m in _OOM_MARKERS):
+        return "oom", last
+    return "error", f"child exited with code {returncode}{': ' + last if last else ''}"
+
+
+def run_cell_subprocess(spec: CellSpec, timeout: float | None = None, mem_limit_bytes: int | None = None, *,
+                        python: str | None = None) -> dict[str, Any]:
+    """Run ``spec`` in ``python -m attnbench.cell`` and return its row; a failure of any kind is a row.
+
+    Args:
+        spec: the cell.
+        timeout: seconds before the child (and its process group) is killed: status ``timeout``. None: no limit.
+        mem_limit_bytes: cap the child's address space at its start-up size plus this many bytes (RLIMIT_AS);
+            exceeding it is status ``oom``. RLIMIT_AS counts virtual memory (thread stacks, arenas), so it is a
+            safety cap and a way to simulate OOM, not a measurement.
+        python: interpreter (default: this one).
+
+    KeyboardInterrupt while waiting kills the child and is re-raised.
+    """
+    cmd = [python or sys.executable, "-m", "attnbench.cell"]
+    if mem_limit_bytes:
+        cmd += ["--mem-limit", str(int(mem_limit_bytes))]
+    for mod in _extra_imports(spec.model):
+        cmd += ["--import", mod]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)  # own process group: no terminal Ctrl-C, one kill
+    try:
+        stdout, stderr = proc.communicate(spec.to_json(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        row = spec.base_row()
+        row.update(status="timeout", reason=f"exceeded the {timeout:g} s timeout", wall_s=time.perf_counter() - t0)
+        return row
+    except BaseException:  # KeyboardInterrupt included: never leave a cell running
+        _kill_group(proc)
+        raise
+    return _row_from_output(spec, proc.returncode, stdout, stderr, time.perf_counter() - t0)
+
+
+def _row_from_output(spec: CellSpec, returncode: int, stdout: str, stderr: str, wall_s: float) -> dict[str, Any]:
+    row = None
+    lines = [ln for ln in stdout.splitlines() if ln.strip()]
+    if lines:
+        try:
+            row = json.loads(lines[-1])
+        except json.JSONDecodeError:
+            row = None
+    if not isinstance(row, dict):
+        row = spec.base_row()
+        status, reason = _failure_from_exit(returncode, stderr)
+        row.update(status=status, reason=reason)
+    row["wall_s"] = round(wall_s, 3)
+    return row
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.communicate(timeout=10)
+    except (subprocess.TimeoutExpired, ValueError):
+        proc.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Tiny attentions that exercise the harness: a reference softmax with its MAC formula, and cells that fail on
+purpose (raise, sleep, produce NaN, allocate without bound).
+
+They are addressed as ``module:Class`` (``attnbench.measure.testing:Sleepy``), so that a cell's subprocess finds
+them by import, with no registration in the parent.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["ExplicitSoftmax", "Failing", "Sleepy", "NaNOut", "Hungry"]
+
+
+class ExplicitSoftmax(nn.Module):
+    """softmax(q kᵀ / √d) v with materialised scores; ``macs`` is its closed form."""
+
+    def __init__(self, dim: int, num_heads: int = 8, *, qkv_bias: bool = True, attn_drop: float = 0.,
+                 proj_drop: float = 0., **_: object) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, hw: tuple[int, int] | None = None) -> Tensor:
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # [B, h, N, d]
+        attn = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1)  # [B, h, N, N]
+        o = attn.softmax(-1) @ v
+        return self.proj(o.transpose(1, 2).reshape(B, N, C))
+
+    @staticmethod
+    def macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None, **_: object) -> int:
+        return 4 * B * N * dim * dim + 2 * B * N * N * dim
+
+
+class Failing(ExplicitSoftmax):
+    """Raises in forward: an ``error`` cell."""
+
+    def forward(self, x: Tensor, hw: tuple[int, int] | None = None) -> Tensor:
+        raise RuntimeError("deliberate failure for the harness tests")
+
+
+class Sleepy(ExplicitSoftmax):
+    """Sleeps ``seconds`` in every forward: a ``timeout`` cell."""
+
+    def __init__(self, dim: int, num_heads: int = 8, *, seconds: float = 60.0, **kw: object) -> None:
+        super().__init__(dim, num_heads, **kw)
+        self.seconds = seconds
+
+    def forward(self, x: Tensor, hw: tuple[int, int] | None = None) -> Tensor:
+        time.sleep(self.seconds)
+        return super().forward(x, hw)
+
+
+class NaNOut(ExplicitSoftmax):
+    """Returns NaN: a ``nan`` cell."""
+
+    def forward(self, x: Tensor, hw: tuple[int, int] | None = None) -> Tensor:
+        return super().forward(x, hw) * float("nan")
+
+
+class Hungry(ExplicitSoftmax):
+    """Allocates ``gib`` GiB in forward: an ``oom`` cell under a smaller memory cap."""
+
+    def __init__(self, dim: int, num_heads: int = 8, *, gib: float = 4.0, **kw: object) -> None:
+        super().__init__(dim, num_heads, **kw)
+        self.gib = gib
+
+    def forward(self, x: Tensor, hw: tuple[int, int] | None = None) -> Tensor:
+        blob = torch.ones(int(self.gib * 2**30) // 4)
+        return super().forward(x, hw) + blob[:1]
