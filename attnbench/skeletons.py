@@ -101,9 +101,18 @@ def _copy_non_attention(dst: nn.Module, ref: nn.Module) -> None:
 
 def build_skeleton(skeleton: str, model: str, seq_len: int, *, hparams: dict[str, Any] | None = None,
                    num_classes: int = 1000, seed: int = 0, drop_path_rate: float = 0.0,
-                   in_chans: int = 3) -> Skeleton:
-    """Build ``skeleton`` (see ``skeleton_names()``) with attention ``model`` for ``seq_len`` tokens."""
+                   in_chans: int = 3, patch_size: int | None = None) -> Skeleton:
+    """Build ``skeleton`` (see ``skeleton_names()``) with attention ``model`` for ``seq_len`` tokens.
+
+    ``patch_size`` (ViT skeletons only; default 16) sets the image side per token: small generated images use
+    patch 1 or 4 so that e.g. a 32 px image is 1024 or 64 tokens. The pyramid's stem is fixed at stride 4.
+    """
     entry = get_attention(model)
+    if patch_size is not None and not skeleton.startswith("vit-"):
+        raise ValueError(f"patch_size applies to the vit-* skeletons only, not {skeleton!r}")
+    patch = PATCH if patch_size is None else int(patch_size)
+    if patch < 1:
+        raise ValueError(f"patch_size must be a positive integer, got {patch_size}")
     hparams = dict(hparams or {})
     if skeleton == "layer" or skeleton.startswith("layer-"):
         size = SIZES[skeleton.partition("-")[2] or "tiny"]
@@ -117,7 +126,7 @@ def build_skeleton(skeleton: str, model: str, seq_len: int, *, hparams: dict[str
 
         size = SIZES[skeleton[4:]]
         hw = grid_for(seq_len)
-        common = dict(img_size=(hw[0] * PATCH, hw[1] * PATCH), patch_size=PATCH, num_classes=num_classes,
+        common = dict(img_size=(hw[0] * patch, hw[1] * patch), patch_size=patch, num_classes=num_classes,
                       class_token=False, global_pool="avg", drop_path_rate=drop_path_rate, in_chans=in_chans,
                       **size)
         torch.manual_seed(seed)
@@ -126,7 +135,7 @@ def build_skeleton(skeleton: str, model: str, seq_len: int, *, hparams: dict[str
         ref = vt.VisionTransformer(**common)
         _copy_non_attention(vit, ref)
         attns = [b.attn.inner for b in vit.blocks]
-        return Skeleton(vit, (in_chans, hw[0] * PATCH, hw[1] * PATCH), hw, size["embed_dim"], size["num_heads"],
+        return Skeleton(vit, (in_chans, hw[0] * patch, hw[1] * patch), hw, size["embed_dim"], size["num_heads"],
                         attns)
     if skeleton.startswith("soft-") and skeleton[5:] in PYRAMIDS:
         return _build_pyramid(skeleton[5:], entry, seq_len, hparams, num_classes, seed, drop_path_rate, in_chans)
