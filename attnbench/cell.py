@@ -31,7 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["CellSpec", "run_cell", "run_cell_subprocess", "scope_of", "classify_exception"]
+__all__ = ["CellSpec", "CellRunner", "run_cell", "run_cell_subprocess", "scope_of", "classify_exception", "key_of"]
 
 _OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "bad_alloc",
                 "memoryerror", "outofmemoryerror")
@@ -251,8 +251,8 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
 
         if row["status"] == "ok":
             phase = "timing"
-            step = make_step(model, x, mode=spec.mode, dtype=spec.dtype, num_classes=num_classes)
-            lat = time_step(step, batch=spec.batch, min_time=spec.min_time, warmup=1, label=spec.mode,
+            model.train(spec.mode == "train")  # the step closure is warm (warm-up and memory pass ran it)
+            lat = time_step(step, batch=spec.batch, min_time=spec.min_time, warmup=0, label=spec.mode,
                             sub_label=spec.model, description=str(spec.seq_len))
             row.update(latency_ms_median=lat.median_ms, latency_ms_iqr=lat.iqr_ms,
                        throughput_per_s=lat.throughput_per_s, num_threads=lat.num_threads)
@@ -279,28 +279,37 @@ def _set_memory_cap(extra_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m attnbench.cell [--mem-limit BYTES] [--import MODULE]... < spec.json``: prints the row as JSON."""
-    import argparse
+def _child(spec: CellSpec, mem_limit: int | None, imports: list[str]) -> None:
+    """The body of a cell's process: prints the row as JSON on the last line of stdout."""
     import importlib
     import warnings
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a cell stops
-    p = argparse.ArgumentParser(prog="python -m attnbench.cell", description=main.__doc__)
-    p.add_argument("--mem-limit", type=int, default=None)
-    p.add_argument("--import", dest="imports", action="append", default=[])
-    args = p.parse_args(argv)
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*")
-    spec = CellSpec.from_json(sys.stdin.read())
     import torch  # noqa: F401  (imported before the cap, so that the cap measures the cell, not torch)
 
-    for mod in args.imports:
+    for mod in imports:
         importlib.import_module(mod)
-    if args.mem_limit:
-        _set_memory_cap(args.mem_limit)
+    if mem_limit:
+        _set_memory_cap(mem_limit)
     row = run_cell(spec)
     sys.stdout.write("\n" + json.dumps(row, default=_json_default) + "\n")
     sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m attnbench.cell [--mem-limit BYTES] [--import MODULE]... < spec.json``: prints the row as JSON."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m attnbench.cell", description=main.__doc__)
+    p.add_argument("--mem-limit", type=int, default=None)
+    p.add_argument("--import", dest="imports", action="append", default=[])
+    p.add_argument("--serve", action="store_true", help="run the cell server of CellRunner(isolation='fork')")
+    args = p.parse_args(argv)
+    if args.serve:
+        _serve()
+        return 0
+    _child(CellSpec.from_json(sys.stdin.read()), args.mem_limit, args.imports)
     return 0
 
 
@@ -357,11 +366,9 @@ def run_cell_subprocess(spec: CellSpec, timeout: float | None = None, mem_limit_
         cmd += ["--mem-limit", str(int(mem_limit_bytes))]
     for mod in _extra_imports(spec.model):
         cmd += ["--import", mod]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)  # own process group: no terminal Ctrl-C, one kill
+                            env=_child_env(), start_new_session=True)  # own process group: no terminal Ctrl-C, one kill
     try:
         stdout, stderr = proc.communicate(spec.to_json(), timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -389,6 +396,191 @@ def _row_from_output(spec: CellSpec, returncode: int, stdout: str, stderr: str, 
         row.update(status=status, reason=reason)
     row["wall_s"] = round(wall_s, 3)
     return row
+
+
+def _serve() -> None:
+    """The cell server: import everything once, then fork one fresh process per request.
+
+    Protocol (one JSON object per line): request ``{"spec", "mem_limit", "imports", "out", "err"}`` on stdin;
+    replies ``{"pid": pid}`` when the cell starts and ``{"pid": pid, "wait_status": ws}`` when it has ended.
+    """
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # stray prints from imports must not corrupt the protocol
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import attnbench.measure._preload  # noqa: F401
+
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        pid = os.fork()
+        if pid == 0:  # the cell: a session of its own (one kill stops it all), stdout/stderr to files
+            code = 1
+            try:
+                proto.close()  # only the server talks to the parent
+                os.setsid()
+                for fd, path in ((1, req["out"]), (2, req["err"])):
+                    f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    os.dup2(f, fd)
+                    os.close(f)
+                sys.stdout = open(1, "w", closefd=False)
+                sys.stderr = open(2, "w", closefd=False)
+                _child(CellSpec.from_json(req["spec"]), req.get("mem_limit"), req.get("imports", []))
+                code = 0
+            except BaseException:  # noqa: BLE001  (report anything, then leave without running the server's code)
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        proto.write(json.dumps({"pid": pid}) + "\n")
+        _, ws = os.waitpid(pid, 0)
+        proto.write(json.dumps({"pid": pid, "wait_status": ws}) + "\n")
+
+
+class CellRunner:
+    """Runs cells, each in a fresh process, with a timeout, a memory cap and a typed status.
+
+    ``isolation="spawn"`` starts ``python -m attnbench.cell`` per cell (:func:`run_cell_subprocess`): every cell
+    pays the interpreter start and the imports of torch, timm and fvcore (about 6 s on an idle 2-core machine,
+    10 s on a busy one). ``isolation="fork"`` (POSIX) starts one server, ``python -m attnbench.cell --serve``,
+    that imports all of that once and forks every cell from it: each cell still gets a process of its own (its
+    peak memory is its own, a crash or the OOM killer takes only it), but starts in milliseconds. The server never
+    touches CUDA, so a forked cell initialises CUDA itself. A server that dies is restarted for the next cell.
+
+    Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, isolation: str = "fork") -> None:
+        if isolation not in ("fork", "spawn"):
+            raise ValueError(f"isolation {isolation!r} is not supported; accepted: fork, spawn")
+        if isolation == "fork" and not hasattr(os, "fork"):
+            isolation = "spawn"
+        self.isolation = isolation
+        self._server: subprocess.Popen | None = None
+        self._buf = b""
+        self._tmp: Any = None
+
+    def __enter__(self) -> "CellRunner":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the server (if any) and remove its scratch files."""
+        if self._server is not None:
+            _kill_group(self._server)
+            self._server = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def run(self, spec: CellSpec, timeout: float | None = None, mem_limit_bytes: int | None = None) -> dict[str, Any]:
+        """Measure ``spec`` in a fresh process and return its row (see :func:`run_cell_subprocess`).
+
+        KeyboardInterrupt kills the running cell and is re-raised.
+        """
+        if self.isolation == "spawn":
+            return run_cell_subprocess(spec, timeout, mem_limit_bytes)
+        return self._run_forked(spec, timeout, mem_limit_bytes)
+
+    def _start_server(self) -> subprocess.Popen:
+        import tempfile
+
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="attnbench-cells-")
+        log = open(os.path.join(self._tmp.name, "server.log"), "ab")
+        self._server = subprocess.Popen([sys.executable, "-m", "attnbench.cell", "--serve"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=log, env=_child_env(),
+                                        start_new_session=True)
+        log.close()
+        self._buf = b""
+        return self._server
+
+    def _readline(self, deadline: float | None) -> dict[str, Any] | None:
+        """The server's next reply, or None at the deadline; EOFError if the server died."""
+        import select
+
+        assert self._server is not None and self._server.stdout is not None
+        fd = self._server.stdout.fileno()
+        while b"\n" not in self._buf:
+            wait = None if deadline is None else max(0.0, deadline - time.perf_counter())
+            ready, _, _ = select.select([fd], [], [], wait)
+            if not ready:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise EOFError("the cell server exited")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return json.loads(line)
+
+    def _run_forked(self, spec: CellSpec, timeout: float | None, mem_limit_bytes: int | None) -> dict[str, Any]:
+        server = self._server if self._server is not None and self._server.poll() is None else self._start_server()
+        out, err = (os.path.join(self._tmp.name, n) for n in ("cell.out", "cell.err"))
+        req = {"spec": spec.to_json(), "mem_limit": mem_limit_bytes, "imports": _extra_imports(spec.model),
+               "out": out, "err": err}
+        t0 = time.perf_counter()
+        pid = None
+        try:
+            assert server.stdin is not None
+            server.stdin.write((json.dumps(req) + "\n").encode())
+            server.stdin.flush()
+            pid = self._readline(None)["pid"]  # the fork is immediate; the server is warm after its first reply
+            t0 = time.perf_counter()  # the timeout is the cell's own time, not the server's start-up
+            done = self._readline(None if timeout is None else t0 + timeout)
+            if done is None:  # timed out: kill the cell's session, collect the server's reply
+                _kill_pid_group(pid)
+                self._readline(time.perf_counter() + 30)
+                row = spec.base_row()
+                row.update(status="timeout", reason=f"exceeded the {timeout:g} s timeout",
+                           wall_s=round(time.perf_counter() - t0, 3))
+                return row
+        except (EOFError, BrokenPipeError, OSError, ValueError) as e:
+            _kill_pid_group(pid)
+            self.close()
+            row = spec.base_row()
+            row.update(status="error", reason=f"the cell server died: {_one_line(e)}",
+                       wall_s=round(time.perf_counter() - t0, 3))
+            return row
+        except BaseException:  # KeyboardInterrupt included: never leave a cell running
+            _kill_pid_group(pid)
+            self.close()
+            raise
+        ws = done["wait_status"]
+        code = -os.WTERMSIG(ws) if os.WIFSIGNALED(ws) else os.WEXITSTATUS(ws)
+        return _row_from_output(spec, code, _read(out), _read(err), time.perf_counter() - t0)
+
+
+def _child_env() -> dict[str, str]:
+    """This process's environment, with its sys.path, so that the child imports what this process imports."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _kill_pid_group(pid: int | None) -> None:
+    if pid is None:
+        return
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+            return
+        except (ProcessLookupError, PermissionError):
+            continue
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -1,0 +1,26 @@
+"""Imported once by the fork server of :class:`attnbench.cell.CellRunner`, so that forked cells start warm.
+
+Nothing here may initialise CUDA: a CUDA context does not survive ``fork``.
+"""
+import warnings
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*")
+    import torch  # noqa: F401
+    import torch.utils.benchmark  # noqa: F401
+
+    import attnbench.cell  # noqa: F401
+    import attnbench.measure.flops  # noqa: F401
+    import attnbench.measure.latency  # noqa: F401
+    import attnbench.measure.memory  # noqa: F401
+    import attnbench.measure.step  # noqa: F401
+    import attnbench.skeletons  # noqa: F401
+
+    try:
+        import timm.models.vision_transformer  # noqa: F401
+
+        from attnbench.registry import list_attentions
+
+        list_attentions()  # imports soft/ and baselines/ and registers them
+    except ImportError:  # a cell that needs them reports the error itself
+        pass

@@ -1,0 +1,259 @@
+"""A sweep: the Cartesian product model × seq_len × mode, each cell measured in a fresh process, rows appended as
+cells finish.
+
+>>> from attnbench.sweep import SweepConfig, run_sweep
+>>> df = run_sweep(SweepConfig(models=["soft", "softmax"], seq_lens=[1024, 4096]), "results/my-run")
+
+* **Order and shards.** Cells run model-major in the order given (model, then N, then mode). Shard ``(i, n)``
+  (0-based) takes every n-th cell starting at i: disjoint, and the union of the n shards is the whole sweep. Give
+  each shard its own run directory; ``attnbench report`` joins them.
+* **Files.** ``meta.json`` (``results.environment()`` and the config) is written before the first cell; each row is
+  appended to ``results.csv`` (flushed and fsynced) as its cell finishes; ``results.parquet`` is rewritten from the
+  CSV at the end. The CSV is authoritative.
+* **Resume.** ``resume=True`` skips every cell whose key (``results.KEY_COLUMNS``) already has a row, whatever its
+  status; a corrupt results file raises ValueError before anything runs.
+* **Ctrl-C.** KeyboardInterrupt kills the running cell's process, rewrites ``results.parquet`` from the finished
+  rows and is re-raised (so the CLI can exit 130). Every finished row is already on disk.
+* **Bad input** raises a one-line ValueError before any cell runs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from attnbench.cell import CellRunner, CellSpec, key_of
+
+__all__ = ["SweepConfig", "run_sweep", "plan_cells", "resolve_device"]
+
+OnCell = Callable[[CellSpec, dict[str, Any], int, int], None]
+
+
+@dataclass
+class SweepConfig:
+    """What to sweep.
+
+    Attributes:
+        models: registered attention names (or ``module:Class``), in report order.
+        seq_lens: token counts N, in order.
+        skeleton: ``layer``, ``vit-tiny``, ... (``attnbench.skeletons.skeleton_names()``).
+        batch: samples per step, the same for every cell (never changed on failure).
+        dtype: ``fp32``, ``bf16`` or ``fp16`` (autocast).
+        modes: ``infer`` and/or ``train``.
+        device: ``auto`` (cuda if available, else cpu), ``cpu``, ``cuda`` or ``cuda:i``.
+        hparams: per-model overrides of the registry defaults, ``{"soft": {"landmarks": 64}}``.
+        timeout: seconds per cell before it is killed (status ``timeout``); None for no limit.
+        min_time: seconds of timing per cell (``blocked_autorange``).
+        mem_limit: bytes of address space a cell may add after start-up (status ``oom`` beyond); None: no cap.
+        shard: ``(i, n)``, 0 <= i < n: run every n-th cell starting at i; None: all cells.
+        isolation: ``fork`` (cells forked from a pre-imported server: ~0.1 s start) or ``spawn`` (a new
+            interpreter per cell: ~6-10 s start). Both give every cell a fresh process.
+    """
+
+    models: list[str]
+    seq_lens: list[int]
+    skeleton: str = "layer"
+    batch: int = 1
+    dtype: str = "fp32"
+    modes: list[str] = field(default_factory=lambda: ["infer"])
+    device: str = "auto"
+    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    timeout: float | None = 120.0
+    min_time: float = 0.5
+    mem_limit: int | None = None
+    shard: tuple[int, int] | None = None
+    isolation: str = "fork"
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` if available else ``cpu``; ``cuda[:i]`` without CUDA (or past the device count) and
+    anything else -> ValueError."""
+    import re
+
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ValueError(f"bad device {device!r}; accepted: auto, cpu, cuda, cuda:<index>")
+    if device == "cpu":
+        return device
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; use cpu or auto")
+    idx = int(device.partition(":")[2] or 0)
+    if idx >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return device
+
+
+def _validate(config: SweepConfig) -> str:
+    """Check everything that can be checked before a cell runs; returns the resolved device."""
+    import inspect
+
+    from attnbench.measure.step import DTYPES, MODES
+    from attnbench.registry import get_attention
+    from attnbench.skeletons import grid_for, skeleton_names
+
+    if not config.models:
+        raise ValueError("no models given; pass registered attention names (see `attnbench list`)")
+    entries = {m: get_attention(m) for m in config.models}  # unknown -> ValueError listing the registered ones
+    if len(set(config.models)) != len(config.models):
+        raise ValueError(f"duplicate models in {config.models}")
+    if config.skeleton not in skeleton_names():
+        raise ValueError(f"unknown skeleton {config.skeleton!r}; accepted: {', '.join(skeleton_names())}")
+    if not config.seq_lens:
+        raise ValueError("no sequence lengths given")
+    for n in config.seq_lens:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"bad sequence length {n!r}; expected a positive int")
+        if config.skeleton.startswith("vit-"):
+            grid_for(n)
+        elif config.skeleton.startswith("soft-"):
+            grid_for(n, multiple=8)
+    if len(set(config.seq_lens)) != len(config.seq_lens):
+        raise ValueError(f"duplicate sequence lengths in {config.seq_lens}")
+    if isinstance(config.batch, bool) or not isinstance(config.batch, int) or config.batch < 1:
+        raise ValueError(f"bad batch {config.batch!r}; expected an int >= 1")
+    if config.dtype not in DTYPES:
+        raise ValueError(f"bad dtype {config.dtype!r}; accepted: {', '.join(DTYPES)}")
+    if not config.modes or any(m not in MODES for m in config.modes):
+        raise ValueError(f"bad modes {config.modes!r}; accepted: {', '.join(MODES)}")
+    if config.timeout is not None and config.timeout <= 0:
+        raise ValueError(f"bad timeout {config.timeout!r}; expected seconds > 0 or None")
+    if config.min_time <= 0:
+        raise ValueError(f"bad min_time {config.min_time!r}; expected seconds > 0")
+    if config.mem_limit is not None and config.mem_limit <= 0:
+        raise ValueError(f"bad mem_limit {config.mem_limit!r}; expected bytes > 0 or None")
+    if config.isolation not in ("fork", "spawn"):
+        raise ValueError(f"bad isolation {config.isolation!r}; accepted: fork, spawn")
+    if config.shard is not None:
+        i, n = config.shard
+        if not (isinstance(i, int) and isinstance(n, int) and n >= 1 and 0 <= i < n):
+            raise ValueError(f"bad shard {config.shard!r}; expected (i, n) with 0 <= i < n")
+    for model, hp in config.hparams.items():
+        if model not in entries:
+            raise ValueError(f"hparams given for {model!r}, which is not in models ({', '.join(config.models)})")
+        params = inspect.signature(entries[model].cls.__init__).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            bad = sorted(set(hp) - set(params))
+            if bad:
+                raise ValueError(f"{model} has no hyper-parameter {bad[0]!r}; accepted: "
+                                 f"{', '.join(p for p in params if p not in ('self', 'dim', 'num_heads'))}")
+    return resolve_device(config.device)
+
+
+def plan_cells(config: SweepConfig, device: str | None = None) -> list[CellSpec]:
+    """Every cell of the sweep in its stable order (model, N, mode), then this shard's share of it.
+
+    ``hparams`` in each spec are the registry defaults merged under the config's overrides (what the module is
+    actually built with; ``seq_len`` excluded), so a changed default is a new cell, not a resumed one.
+    """
+    from attnbench.registry import get_attention
+
+    device = device or resolve_device(config.device)
+    shard = f"{config.shard[0]}/{config.shard[1]}" if config.shard else None
+    cells = []
+    for model in config.models:
+        entry = get_attention(model)
+        overrides = config.hparams.get(model, {})
+        for n in config.seq_lens:
+            hp = {k: v for k, v in entry.hparams(overrides, seq_len=n).items() if k != "seq_len"}
+            for mode in config.modes:
+                cells.append(CellSpec(model=model, skeleton=config.skeleton, seq_len=n, batch=config.batch,
+                                      dtype=config.dtype, device=device, mode=mode, hparams=hp,
+                                      min_time=config.min_time, shard=shard))
+    if config.shard is not None:
+        i, n = config.shard
+        cells = cells[i::n]
+    return cells
+
+
+def _prepare_dir(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".attnbench-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"cannot write to the run directory {run_dir}: {e.strerror or e}") from None
+
+
+def _write_meta(run_dir: Path, config: SweepConfig, device: str, resume: bool) -> None:
+    from attnbench.results import environment, read_meta, write_meta
+
+    env = environment(device)
+    cfg = {**asdict(config), "device_resolved": device}
+    meta = read_meta(run_dir) if resume else {}
+    if meta:
+        meta.setdefault("resumed", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
+                                               "config": cfg})
+    else:
+        meta = {"environment": env, "config": cfg, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    write_meta(run_dir, meta)
+
+
+def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool = False,
+              on_cell: OnCell | None = None) -> pd.DataFrame:
+    """Run the sweep into ``run_dir`` and return all of its rows (earlier ones included when resuming).
+
+    Args:
+        config: what to sweep.
+        run_dir: the run directory (created if missing).
+        resume: skip cells whose key already has a row in ``run_dir/results.csv``. Without it, an existing
+            ``results.csv`` is appended to as well: keys are not deduplicated (pass ``resume=True``).
+        on_cell: ``on_cell(spec, row, done, total)`` after every cell (a progress bar); ``done`` counts this
+            run's cells, skipped ones included.
+
+    Returns:
+        ``results.load_results(run_dir)``.
+
+    Raises:
+        ValueError: bad input (one line) or a corrupt results file, before any cell runs.
+        KeyboardInterrupt: re-raised after the running cell is killed and ``results.parquet`` is rewritten.
+    """
+    from attnbench.results import append_row, load_results, write_parquet
+
+    device = _validate(config)
+    run_dir = Path(run_dir)
+    _prepare_dir(run_dir)
+    done_keys = set()
+    if resume:
+        done_keys = {key_of(r) for r in load_results(run_dir).to_dict("records")}
+    cells = plan_cells(config, device)
+    total = len(cells)
+    _write_meta(run_dir, config, device, resume)
+    done = 0
+    try:
+        with CellRunner(config.isolation) as runner:
+            for spec in cells:
+                if spec.key() in done_keys:
+                    done += 1
+                    continue
+                row = runner.run(spec, timeout=config.timeout, mem_limit_bytes=config.mem_limit)
+                row = _as_row(row)
+                append_row(run_dir, row)
+                done += 1
+                if on_cell is not None:
+                    on_cell(spec, row, done, total)
+    except KeyboardInterrupt:
+        if (run_dir / "results.csv").exists():
+            write_parquet(run_dir)
+        raise
+    df = load_results(run_dir)
+    write_parquet(run_dir, df)
+    return df
+
+
+def _as_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Keep the schema's columns (``results.ALL_COLUMNS``); lists become JSON."""
+    from attnbench.results import ALL_COLUMNS
+
+    out = {k: v for k, v in row.items() if k in ALL_COLUMNS}
+    if isinstance(out.get("flops_uncounted_ops"), (list, tuple)):
+        out["flops_uncounted_ops"] = json.dumps(list(out["flops_uncounted_ops"]))
+    return out
