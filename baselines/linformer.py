@@ -1,0 +1,118 @@
+"""Linformer (Wang et al., arXiv 2006.04768): project keys and values along the sequence to length k, so that
+attention costs O(N k d).
+
+head_i = softmax(Q_i (E K_i)ᵀ / √d) · F V_i  (paper eq. 7), with E, F acting as k x N matrices, learned, and
+therefore tied to the N the module was built for. Checked against lucidrains ``linformer`` (uniform ±1/√k init,
+projection after W_K, shared across heads) and fairseq (slicing). Sharing (paper §4):
+
+- ``"headwise"``: one E and one F per layer, shared by all heads;
+- ``"kv"``: one E = F per layer, for K, V and all heads;
+- ``"layerwise"``: one E for K, V, all heads *and all layers*. Within one module it is the same computation as
+  ``"kv"``; pass the same ``nn.Parameter`` as ``shared_proj`` to every layer to share it across layers
+  (without one, the module creates its own and ``model.parameters()`` holds one per layer).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from baselines._common import QKVAttention, check_choice, check_hparams, projection_macs
+
+__all__ = ["LinformerAttention", "linformer_attention", "linformer_macs", "SHARINGS"]
+
+SHARINGS = ("headwise", "kv", "layerwise")
+
+
+def linformer_attention(q: Tensor, k: Tensor, v: Tensor, E: Tensor, F: Tensor, *, scale: float,
+                        dropout: nn.Module | None = None) -> Tensor:
+    """softmax(q (E k)ᵀ · scale) (F v), one E and F for every (batch, head).
+
+    Args:
+        q, k, v: ``[B, h, N, d]``.
+        E, F: ``[k, N]`` sequence projections of keys and values (may be the same tensor).
+        scale: temperature, d^-½.
+        dropout: applied to the ``[N, k]`` probabilities (None: no dropout).
+
+    Returns:
+        ``[B, h, N, d]``.
+    """
+    # Written as (Kᵀ Eᵀ)ᵀ so the batched operand comes first: same MACs, and counters that assume the first
+    # operand carries the batch (fvcore's matmul handle) count all B·h of them.
+    k_proj = (k.transpose(-2, -1) @ E.t()).transpose(-2, -1)  # E K [B, h, k, d]
+    v_proj = (v.transpose(-2, -1) @ F.t()).transpose(-2, -1)  # F V [B, h, k, d]
+    attn = (q * scale) @ k_proj.transpose(-2, -1)  # [B, h, N, k]
+    attn = attn.softmax(dim=-1)
+    if dropout is not None:
+        attn = dropout(attn)
+    return attn @ v_proj
+
+
+class LinformerAttention(QKVAttention):
+    """Multi-head Linformer attention for inputs of exactly ``seq_len`` tokens.
+
+    Args:
+        dim, num_heads, qkv_bias, attn_drop, proj_drop, device, dtype: as timm's ``Attention``
+            (``attn_drop`` drops the N x k probabilities).
+        seq_len: N, the sequence length the projections are built for (required). Another N at forward raises
+            ``ValueError``.
+        k: projected length; must be < ``seq_len`` (k >= N saves nothing and is refused).
+        sharing: "headwise", "kv" or "layerwise" (module docstring).
+        shared_proj: with ``sharing="layerwise"``, a ``[k, seq_len]`` ``nn.Parameter`` shared by every layer;
+            None creates one.
+
+    Attributes:
+        E: ``[k, seq_len]`` key projection (also the value projection unless ``sharing="headwise"``).
+        F: ``[k, seq_len]`` value projection with ``sharing="headwise"``, else None.
+
+    Tests replace ``E``/``F`` by assigning new ``nn.Parameter``s (e.g. the N x N identity, the k = N limit);
+    ``forward`` reads k from their shape.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 8, *, qkv_bias: bool = True, attn_drop: float = 0.,
+                 proj_drop: float = 0., seq_len: int, k: int = 256, sharing: str = "headwise",
+                 shared_proj: nn.Parameter | None = None, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+        super().__init__(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop,
+                         device=device, dtype=dtype)
+        check_choice("sharing", sharing, SHARINGS)
+        if k < 1 or k >= seq_len:
+            raise ValueError(f"k={k} must satisfy 1 <= k < seq_len={seq_len}: projecting {seq_len} tokens to "
+                             f"{k} >= {seq_len} saves nothing; use softmax attention or a smaller k")
+        if shared_proj is not None:
+            if sharing != "layerwise":
+                raise ValueError(f"shared_proj is only used with sharing='layerwise', got sharing={sharing!r}")
+            if tuple(shared_proj.shape) != (k, seq_len):
+                raise ValueError(f"shared_proj must have shape (k, seq_len) = ({k}, {seq_len}), "
+                                 f"got {tuple(shared_proj.shape)}")
+        self.seq_len, self.k, self.sharing = seq_len, k, sharing
+        self.E = shared_proj if shared_proj is not None else self._init_proj(k, seq_len, device, dtype)
+        self.F = self._init_proj(k, seq_len, device, dtype) if sharing == "headwise" else None
+
+    @staticmethod
+    def _init_proj(k: int, n: int, device, dtype) -> nn.Parameter:
+        # lucidrains' init: uniform in ±1/√k (fan-in k), so E K keeps roughly the scale of K.
+        bound = 1 / math.sqrt(k)
+        return nn.Parameter(torch.empty(k, n, device=device, dtype=dtype).uniform_(-bound, bound))
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        N = q.shape[-2]
+        if N != self.seq_len:
+            raise ValueError(f"LinformerAttention was built for seq_len={self.seq_len} tokens, got N={N}; its k x N "
+                             f"projections are tied to N={self.seq_len} (build another module for N={N})")
+        F = self.E if self.F is None else self.F
+        return linformer_attention(q, k, v, self.E, F, scale=self.scale, dropout=self.attn_drop)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, seq_len={self.seq_len}, k={self.k}, sharing={self.sharing!r}"
+
+
+def linformer_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None, *,
+                   k: int = 256, **hparams) -> int:
+    """MACs of one forward: projections + E K and F V 2BhNkd + Q(EK)ᵀ and P(FV) 2BhNkd = 4BND² + 4BNkD.
+
+    The sequence projection acts on the per-head keys after W_K, as the code does (spec §3, fairseq#2923).
+    """
+    check_hparams("linformer_macs", hparams, ("seq_len", "sharing", "shared_proj"))
+    return projection_macs(B, N, dim) + 4 * B * N * k * dim

@@ -1,0 +1,155 @@
+"""Nyströmformer (Xiong et al., arXiv 2102.03902): softmax attention approximated through m landmarks.
+
+Ŝ = softmax(Q K̃ᵀ/√d) · Z* · softmax(Q̃ Kᵀ/√d), Z* ≈ softmax(Q̃ K̃ᵀ/√d)⁺ (paper eq. 14), output Ŝ V + DConv(V).
+Checked against mlpen/Nystromformer (T2T-ViT "exact" init, uneven segments) and lucidrains
+``nystrom-attention`` (conv skip (33, 1) per head). Differences from lucidrains, on purpose:
+
+- landmarks are means of consecutive segments of sizes ⌊N/m⌋ and ⌊N/m⌋+1 when m does not divide N (the first
+  N mod m segments are the longer ones, as ``torch.tensor_split``); zero-padding at the front would make the pads
+  act as real keys (spec §8);
+- the pseudo-inverse starts from Z₀ = Aᵀ / (‖A‖₁‖A‖_∞) taken per matrix, so a sample's output does not depend on
+  the rest of the batch (mlpen#3);
+- the pseudo-inverse runs in float32 (float64 kept) with autocast off;
+- m > N is refused (a segment would be empty); m = N runs the Nyström path as is (each landmark is one token),
+  which equals softmax exactly with ``pinv="exact"`` (A A⁺ A = A) and to ~1e-12 with >= 30 iterations.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from baselines._common import QKVAttention, check_choice, check_hparams, projection_macs
+
+__all__ = ["NystromAttention", "segment_means", "iterative_pinv", "nystrom_attention", "nystrom_macs"]
+
+PINVS = ("iterative", "exact")
+
+
+def segment_means(x: Tensor, m: int) -> Tensor:
+    """Means of m consecutive segments along the sequence, uneven when m does not divide N.
+
+    Args:
+        x: ``[B, h, N, d]``.
+        m: number of segments, 1 <= m <= N.
+
+    Returns:
+        ``[B, h, m, d]``; segment j has ⌊N/m⌋+1 tokens for j < N mod m, ⌊N/m⌋ after.
+    """
+    *lead, N, d = x.shape
+    N, d = int(N), int(d)  # plain numbers under jit.trace too
+    l, r = divmod(N, m)  # r segments of l+1 tokens, then m-r of l
+    long = x[..., : r * (l + 1), :].reshape(*lead, r, l + 1, d).mean(dim=-2)  # [B, h, r, d]
+    short = x[..., r * (l + 1):, :].reshape(*lead, m - r, l, d).mean(dim=-2)  # [B, h, m-r, d]
+    return torch.cat([long, short], dim=-2) if r else short
+
+
+def iterative_pinv(A: Tensor, iters: int = 6) -> Tensor:
+    """Moore–Penrose pseudo-inverse by Razavi et al.'s iteration (paper eq. 16), batched over leading dims.
+
+    Z_{j+1} = ¼ Z_j (13I − A Z_j (15I − A Z_j (7I − A Z_j))), Z₀ = Aᵀ / (‖A‖₁ ‖A‖_∞) per matrix: 4 m x m
+    matmuls per iteration.
+
+    Args:
+        A: ``[..., m, m]``.
+        iters: number of iterations T.
+
+    Returns:
+        ``[..., m, m]``.
+    """
+    norm_1 = A.abs().sum(dim=-2).amax(dim=-1)  # max column sum, [...]
+    norm_inf = A.abs().sum(dim=-1).amax(dim=-1)  # max row sum (1 after a softmax), [...]
+    Z = A.transpose(-2, -1) / (norm_1 * norm_inf)[..., None, None]
+    I = torch.eye(A.shape[-1], device=A.device, dtype=A.dtype)
+    for _ in range(iters):
+        AZ = A @ Z
+        Z = 0.25 * Z @ (13 * I - AZ @ (15 * I - AZ @ (7 * I - AZ)))
+    return Z
+
+
+def nystrom_attention(q: Tensor, k: Tensor, v: Tensor, *, num_landmarks: int, scale: float, pinv: str = "iterative",
+                      pinv_iters: int = 6) -> Tensor:
+    """Ŝ V with Ŝ = softmax(Q K̃ᵀ s) · pinv(softmax(Q̃ K̃ᵀ s)) · softmax(Q̃ Kᵀ s) (no conv skip).
+
+    Args:
+        q, k, v: ``[B, h, N, d]``.
+        num_landmarks: m, 1 <= m <= N.
+        scale: s = d^-½.
+        pinv: "iterative" (Razavi, ``pinv_iters`` iterations) or "exact" (``torch.linalg.pinv``, an SVD).
+        pinv_iters: iterations of the iterative pseudo-inverse.
+
+    Returns:
+        ``[B, h, N, d]``.
+    """
+    q = q * scale
+    q_l, k_l = segment_means(q, num_landmarks), segment_means(k, num_landmarks)  # Q̃, K̃ [B, h, m, d]
+    k1 = (q @ k_l.transpose(-2, -1)).softmax(dim=-1)  # [B, h, N, m]
+    k2 = (q_l @ k_l.transpose(-2, -1)).softmax(dim=-1)  # A_S [B, h, m, m]
+    k3 = (q_l @ k.transpose(-2, -1)).softmax(dim=-1)  # [B, h, m, N]
+    dt = torch.promote_types(k2.dtype, torch.float32)
+    with torch.autocast(device_type=k2.device.type, enabled=False):  # the iteration is ill-conditioned in bf16
+        A = k2.to(dt)
+        Z = torch.linalg.pinv(A) if pinv == "exact" else iterative_pinv(A, pinv_iters)
+    Z = Z.to(k1.dtype)
+    return (k1 @ Z) @ (k3 @ v)  # [B, h, N, d]
+
+
+class NystromAttention(QKVAttention):
+    """Multi-head Nyström attention with segment-mean landmarks and a depthwise conv skip on V.
+
+    Args:
+        dim, num_heads, qkv_bias, proj_drop, device, dtype: as timm's ``Attention``.
+        attn_drop: must be 0 (the three factors are never formed into an attention matrix).
+        num_landmarks: m (default 64); forward raises ``ValueError`` when m > N.
+        pinv_iters: iterations T of the iterative pseudo-inverse (paper: 6).
+        conv_kernel: length of the depthwise (conv_kernel, 1) convolution of V along the sequence, one filter per
+            head (lucidrains); odd, or 0 to turn the skip off.
+        pinv: "iterative" (default) or "exact" (``torch.linalg.pinv``, for the m = N limit test).
+    """
+
+    def __init__(self, dim: int, num_heads: int = 8, *, qkv_bias: bool = True, attn_drop: float = 0.,
+                 proj_drop: float = 0., num_landmarks: int = 64, pinv_iters: int = 6, conv_kernel: int = 33,
+                 pinv: str = "iterative", device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+        super().__init__(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop,
+                         device=device, dtype=dtype, has_attn_weights=False)
+        check_choice("pinv", pinv, PINVS)
+        if num_landmarks < 1:
+            raise ValueError(f"num_landmarks={num_landmarks} must be >= 1")
+        if pinv_iters < 0:
+            raise ValueError(f"pinv_iters={pinv_iters} must be >= 0")
+        if conv_kernel < 0 or (conv_kernel and conv_kernel % 2 == 0):
+            raise ValueError(f"conv_kernel={conv_kernel} must be 0 (off) or odd (an even kernel would change N)")
+        self.num_landmarks, self.pinv_iters, self.conv_kernel, self.pinv = num_landmarks, pinv_iters, conv_kernel, pinv
+        # V viewed as an image [B, h, N, d]: one (c, 1) filter per head, sliding along the sequence.
+        self.conv = nn.Conv2d(num_heads, num_heads, (conv_kernel, 1), padding=(conv_kernel // 2, 0),
+                              groups=num_heads, bias=False, device=device, dtype=dtype) if conv_kernel else None
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        N = q.shape[-2]
+        if self.num_landmarks > N:
+            raise ValueError(f"num_landmarks={self.num_landmarks} exceeds N={N} tokens (a segment would be empty); "
+                             f"accepted: num_landmarks <= N")
+        o = nystrom_attention(q, k, v, num_landmarks=self.num_landmarks, scale=self.scale, pinv=self.pinv,
+                              pinv_iters=self.pinv_iters)
+        if self.conv is not None:
+            o = o + self.conv(v)
+        return o
+
+    def extra_repr(self) -> str:
+        return (f"{super().extra_repr()}, num_landmarks={self.num_landmarks}, pinv={self.pinv!r}, "
+                f"pinv_iters={self.pinv_iters}, conv_kernel={self.conv_kernel}")
+
+
+def nystrom_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None, *,
+                 num_landmarks: int = 64, pinv_iters: int = 6, conv_kernel: int = 33, pinv: str = "iterative",
+                 **hparams) -> int:
+    """MACs of one forward (spec §4, with n′ = N: no padding).
+
+    Bh·[Q K̃ᵀ Nmd + Q̃ K̃ᵀ m²d + Q̃ Kᵀ mNd + (k1 Z) Nm² + (k3 V) mNd + final Nmd + 4T m³] + conv c·BhNd,
+    plus the projections. ``pinv="exact"`` is an SVD, which counts no matmul MACs (T term dropped).
+    """
+    check_hparams("nystrom_macs", hparams, ())
+    check_choice("pinv", pinv, PINVS)
+    h, d, m, T = num_heads, dim // num_heads, num_landmarks, pinv_iters if pinv == "iterative" else 0
+    attn = B * h * (4 * N * m * d + m * m * d + N * m * m + 4 * T * m ** 3)
+    return projection_macs(B, N, dim) + attn + conv_kernel * B * h * N * d

@@ -1,0 +1,46 @@
+"""Every fast core's gradients equal its float64 reference's (style §3: output *and* every gradient).
+
+Softmax (module dx) and linear/cosFormer (dq, dk, dv) are checked in their own files; here FAVOR+, Linformer and
+Nyström, in float64 so that the tolerances are tight.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from baseline_cases import assert_close
+from baselines import naive
+from baselines.linformer import linformer_attention
+from baselines.nystrom import nystrom_attention
+from baselines.performer import favor_attention, gaussian_orthogonal_random_matrix
+
+N, d, h = 40, 16, 2
+_W = gaussian_orthogonal_random_matrix(32, d, generator=torch.Generator().manual_seed(1)).double()
+_E, _F = torch.randn(2, 8, N, dtype=torch.float64, generator=torch.Generator().manual_seed(2)).unbind(0)
+
+CORES = {
+    # name: (fast(q, k, v, *extra), reference(q, k, v, *extra), extra tensors that also get gradients, tolerance)
+    "performer": (lambda q, k, v: favor_attention(q, k, v, _W, eps=0.),
+                  lambda q, k, v: naive.naive_favor_attention(q, k, v, _W), (), 1e-10),
+    "linformer": (lambda q, k, v, E, F: linformer_attention(q, k, v, E, F, scale=d ** -0.5),
+                  lambda q, k, v, E, F: naive.naive_linformer_attention(q, k, v, E, F), (_E, _F), 1e-11),
+    "nystrom-exact": (lambda q, k, v: nystrom_attention(q, k, v, num_landmarks=6, scale=d ** -0.5, pinv="exact"),
+                      lambda q, k, v: naive.naive_nystrom_attention(q, k, v, 6), (), 1e-9),
+    "nystrom-40-iterations": (lambda q, k, v: nystrom_attention(q, k, v, num_landmarks=6, scale=d ** -0.5,
+                                                                pinv_iters=40),
+                              lambda q, k, v: naive.naive_nystrom_attention(q, k, v, 6), (), 1e-8),
+}
+
+
+@pytest.mark.parametrize("name", CORES)
+def test_gradients_match_float64_reference(name):
+    fast, ref_fn, extra, tol = CORES[name]
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, h, N, d, dtype=torch.float64, generator=g).requires_grad_() for _ in range(3))
+    extra = tuple(t.clone().requires_grad_() for t in extra)
+    inputs = (q, k, v, *extra)
+    o, ref = fast(*inputs), ref_fn(*inputs)
+    assert_close(f"{name} output", o, ref, tol)
+    go = torch.randn(o.shape, dtype=torch.float64, generator=g)
+    for t, a, b in zip("qkvEF", torch.autograd.grad(o, inputs, go), torch.autograd.grad(ref, inputs, go)):
+        assert_close(f"{name} d{t}", a, b, tol * 10)
