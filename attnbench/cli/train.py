@@ -1,0 +1,98 @@
+"""``attnbench train``: trained accuracy of one attention in one skeleton (a thin shell over attnbench.train)."""
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from attnbench.cli._common import user_errors
+from attnbench.train.config import RECIPES
+from attnbench.train.data import DATA_HELP
+
+__all__ = ["train"]
+
+
+def _d(key: str) -> str:
+    """The two recipes' defaults for --help."""
+    fmt = (lambda v: "none" if v is None else "on" if v is True else "off" if v is False else f"{v:g}"
+           if isinstance(v, float) else str(v))
+    return f"[deit: {fmt(RECIPES['deit'][key])}; small: {fmt(RECIPES['small'][key])}]"
+
+
+EPILOG = f"""\b
+{DATA_HELP}
+
+\b
+Recipes: 'deit' is the DeiT recipe the SOFT paper trained with (timm: RandAugment, Mixup/CutMix, label smoothing,
+random erasing, AdamW, cosine with warm-up, drop-path, EMA, clipping); 'small' is for the built-in generated data
+on a CPU. --recipe auto picks deit for real images and small for generated data; every option overrides it.
+lr = --lr x (--batch-size x processes) / --lr-base-batch (linear scaling by the global batch, as DeiT and SOFT).
+
+\b
+Examples:
+  attnbench train                                    # softmax, vit-tiny, shapes:32 (N=64): minutes on a CPU
+  attnbench train --model soft --data pathfinder:32:easy --patch-size 4
+  torchrun --nproc_per_node=8 -m attnbench train --model soft --skeleton soft-tiny \\
+      --data imagenet:/data/imagenet --out results/imagenet-soft-tiny
+Under torchrun, --batch-size is per process; rank 0 alone writes. --resume continues from the last epoch."""
+
+
+@click.command("train", epilog=EPILOG, context_settings={"max_content_width": 120})
+@click.option("--model", default="softmax", show_default=True,
+              help="Registered attention (attnbench list) or module:Class.")
+@click.option("--skeleton", default="vit-tiny", show_default=True,
+              help="vit-tiny|small|base, or soft-tiny..huge (the SOFT pyramid).")
+@click.option("--data", default="shapes:32", show_default=True, help="Dataset spec (below).")
+@click.option("--hparam", "hparams", multiple=True, metavar="MODEL.KEY=VALUE", help="Attention hyper-parameter.")
+@click.option("--img-size", type=int, help="Image side; [generated: its size; cifar: 32; else 224].")
+@click.option("--patch-size", type=int,
+              help="ViT patch side; N = (img/patch)^2 [pathfinder: 1; shapes, cifar: 4; else 16].")
+@click.option("--recipe", type=click.Choice(["auto", "deit", "small"]), default="auto", show_default=True)
+@click.option("--epochs", type=int, help=f"Epochs before cool-down {_d('epochs')}.")
+@click.option("--cooldown-epochs", type=int, help=f"Epochs at min lr after the cosine {_d('cooldown_epochs')}.")
+@click.option("--batch-size", type=int, help=f"Images per process {_d('batch_size')}.")
+@click.option("--lr", type=float, help=f"Base learning rate at --lr-base-batch {_d('lr')}.")
+@click.option("--lr-base-batch", type=int, help=f"Global batch the base lr is for {_d('lr_base_batch')}.")
+@click.option("--min-lr", type=float, help=f"Cosine floor {_d('min_lr')}.")
+@click.option("--warmup-lr", type=float, help=f"Warm-up start {_d('warmup_lr')}.")
+@click.option("--warmup-epochs", type=int, help=f"{_d('warmup_epochs')}")
+@click.option("--weight-decay", type=float, help=f"{_d('weight_decay')}")
+@click.option("--opt", help=f"timm optimizer name {_d('opt')}.")
+@click.option("--sched", help=f"timm scheduler name {_d('sched')}.")
+@click.option("--clip-grad", type=float, help=f"Gradient-norm clip, 0 = off {_d('clip_grad')}.")
+@click.option("--drop-path", type=float, help=f"Stochastic depth rate {_d('drop_path')}.")
+@click.option("--smoothing", type=float, help=f"Label smoothing {_d('smoothing')}.")
+@click.option("--mixup", type=float, help=f"Mixup alpha, 0 = off {_d('mixup')}.")
+@click.option("--cutmix", type=float, help=f"CutMix alpha, 0 = off {_d('cutmix')}.")
+@click.option("--aa", help=f"timm auto-augment policy or none {_d('aa')}.")
+@click.option("--reprob", type=float, help=f"Random-erasing probability {_d('reprob')}.")
+@click.option("--color-jitter", type=float, help=f"{_d('color_jitter')}")
+@click.option("--ema/--no-ema", default=None, help=f"Model EMA; the final top-1 is the EMA's when on {_d('ema')}.")
+@click.option("--ema-decay", type=float, help=f"{_d('ema_decay')}")
+@click.option("--workers", type=int, help=f"Data-loader workers per process {_d('workers')}.")
+@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True,
+              help="auto = bf16 autocast on CUDA, fp32 on CPU.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True, help="Training seed (the paper's 42).")
+@click.option("--out", help="Run directory [results/train-<data>]; checkpoints and logs in <out>/<model>/.")
+@click.option("--resume", is_flag=False, flag_value="auto", default=None, metavar="[CKPT]",
+              help="Continue from <out>/<model>/checkpoint.pth (or CKPT); starts fresh if there is none yet.")
+@click.option("--stop-after", type=int, help="Stop after this many epochs of this invocation (time-sliced jobs).")
+@click.option("--log-interval", type=int, default=50, show_default=True, help="Steps between plain log lines.")
+@click.option("--progress", type=click.Choice(["auto", "rich", "plain"]), default="auto", show_default=True,
+              help="auto = rich bars on a terminal, plain lines otherwise.")
+@user_errors
+def train(hparams: tuple[str, ...], **opts: Any) -> None:
+    """Train one attention inside an identical skeleton and append its top-1/top-5 row to <out>/results.csv.
+
+    Runs as one process, or under torchrun (DDP: nccl on CUDA, gloo on CPU) with the same options.
+    """
+    from attnbench.registry import resolve_hparams
+    from attnbench.train import TrainConfig
+    from attnbench.train.loop import train as run_training
+
+    per_model = resolve_hparams(list(hparams))
+    unknown = [m for m in per_model if m != opts["model"]]
+    if unknown:
+        raise ValueError(f"--hparam for {unknown[0]!r} but --model is {opts['model']!r}")
+    run_training(TrainConfig(hparams=per_model.get(opts["model"], {}), **opts))

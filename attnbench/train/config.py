@@ -1,0 +1,129 @@
+"""What a training run is: one dataclass, two recipes (the DeiT/SOFT one and a small one for built-in data).
+
+Every recipe field of :class:`TrainConfig` defaults to ``None``, meaning "the recipe's value": ``--recipe auto``
+picks ``deit`` for real images (ImageNet, CIFAR, folders) and ``small`` for the built-in generated data. Fields
+set by the caller always win. This module imports neither torch nor timm, so ``--help`` stays fast.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["TrainConfig", "RECIPES", "RECIPE_FIELDS", "resolve_recipe", "RESUMABLE_CHANGES"]
+
+# The DeiT recipe as the SOFT paper ran it (specs/soft.md section 3; timm 0.3.2): 300 epochs + 10 cool-down,
+# 128 images per GPU, lr 1e-3 x global batch / 1024, AdamW wd 0.05, clip 1.0, warm-up 10 epochs from 1e-6,
+# min lr 5e-5, RandAugment m9-mstd0.5, Mixup 0.8, CutMix 1.0, smoothing 0.1, random erasing 0.25, colour jitter
+# 0.4, drop-path 0.1, EMA 0.99996.
+DEIT: dict[str, Any] = dict(
+    epochs=300, cooldown_epochs=10, batch_size=128, lr=1e-3, lr_base_batch=1024, min_lr=5e-5, warmup_lr=1e-6,
+    warmup_epochs=10, weight_decay=0.05, opt="adamw", sched="cosine", clip_grad=1.0, drop_path=0.1,
+    smoothing=0.1, mixup=0.8, cutmix=1.0, aa="rand-m9-mstd0.5-inc1", reprob=0.25, color_jitter=0.4,
+    ema=True, ema_decay=0.99996, workers=8,
+)
+# A short run on generated data on a CPU: no image augmentation (the images are tensors), no Mixup, no EMA (its
+# horizon would exceed the run), one warm-up epoch, lr 1e-3 at this batch (linear scaling still applies).
+SMALL: dict[str, Any] = dict(
+    epochs=8, cooldown_epochs=0, batch_size=64, lr=1e-3, lr_base_batch=64, min_lr=1e-5, warmup_lr=1e-6,
+    warmup_epochs=1, weight_decay=0.05, opt="adamw", sched="cosine", clip_grad=1.0, drop_path=0.0,
+    smoothing=0.1, mixup=0.0, cutmix=0.0, aa=None, reprob=0.0, color_jitter=0.0,
+    ema=False, ema_decay=0.998, workers=0,
+)
+RECIPES: dict[str, dict[str, Any]] = {"deit": DEIT, "small": SMALL}
+RECIPE_FIELDS = tuple(DEIT)
+# fields that may differ between a checkpoint and the run that resumes it
+RESUMABLE_CHANGES = ("epochs", "out", "resume", "stop_after", "workers", "progress", "log_interval")
+
+
+@dataclass
+class TrainConfig:
+    """One training run. ``None`` in a recipe field means the recipe's value (see ``RECIPES``).
+
+    Attributes:
+        model: registered attention name (``attnbench list``) or ``module:Class``.
+        skeleton: ``vit-tiny|small|base`` or ``soft-tiny..huge`` (the ``layer`` skeletons are not classifiers).
+        data: dataset spec, see ``attnbench.train.data.DATA_HELP``.
+        hparams: attention hyper-parameter overrides for ``model``.
+        img_size: input side in pixels; None: the generated size, 32 for CIFAR, 224 otherwise.
+        patch_size: ViT patch side; None: 1 for Pathfinder (LRA's 1 pixel = 1 token), 4 for shapes and CIFAR,
+            16 otherwise. The sequence length is (img_size / patch_size) ** 2 (ViT) or (img_size / 4) ** 2
+            (the pyramid's first stage).
+        recipe: ``auto``, ``deit`` or ``small``.
+        epochs .. workers: the recipe fields; ``lr`` is the base rate for a global batch of ``lr_base_batch``
+            (the run uses ``lr * batch_size * world_size / lr_base_batch``). ``batch_size`` is per process.
+        amp: ``auto`` (bf16 autocast on CUDA, off on CPU), ``bf16``, ``fp16`` (with a GradScaler) or ``off``.
+        device: ``auto``, ``cpu`` or ``cuda`` (under torchrun, ``cuda:LOCAL_RANK``).
+        seed: the training seed (init, data order, augmentation); generated data has its own ``seed=`` in the spec.
+        out: the run directory (results.csv, meta.json; one sub-folder per model with checkpoint and logs).
+        resume: ``"auto"`` (this run's checkpoint) or a checkpoint path; None starts fresh.
+        stop_after: stop cleanly after this many epochs of this invocation (time-sliced jobs); resume later.
+        log_interval: steps between plain log lines.
+        progress: ``auto`` (rich bars on a terminal), ``rich`` or ``plain``.
+    """
+
+    model: str = "softmax"
+    skeleton: str = "vit-tiny"
+    data: str = "shapes:32"
+    hparams: dict[str, Any] = field(default_factory=dict)
+    img_size: int | None = None
+    patch_size: int | None = None
+    recipe: str = "auto"
+    epochs: int | None = None
+    cooldown_epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    lr_base_batch: int | None = None
+    min_lr: float | None = None
+    warmup_lr: float | None = None
+    warmup_epochs: int | None = None
+    weight_decay: float | None = None
+    opt: str | None = None
+    sched: str | None = None
+    clip_grad: float | None = None
+    drop_path: float | None = None
+    smoothing: float | None = None
+    mixup: float | None = None
+    cutmix: float | None = None
+    aa: str | None = None
+    reprob: float | None = None
+    color_jitter: float | None = None
+    ema: bool | None = None
+    ema_decay: float | None = None
+    workers: int | None = None
+    amp: str = "auto"
+    device: str = "auto"
+    seed: int = 42
+    out: str | None = None
+    resume: str | None = None
+    stop_after: int | None = None
+    log_interval: int = 50
+    progress: str = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def resolve_recipe(cfg: TrainConfig, generated: bool) -> TrainConfig:
+    """Fill every ``None`` recipe field from the recipe (``auto``: ``small`` for generated data, else ``deit``)."""
+    name = cfg.recipe if cfg.recipe != "auto" else ("small" if generated else "deit")
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {cfg.recipe!r}; accepted: auto, {', '.join(RECIPES)}")
+    filled = {k: v for k, v in RECIPES[name].items() if getattr(cfg, k) is None}
+    out = dataclasses.replace(cfg, recipe=name, **filled)
+    if out.aa in ("", "none", "None"):
+        out.aa = None
+    for k in ("epochs", "batch_size", "lr_base_batch"):
+        if getattr(out, k) < 1:
+            raise ValueError(f"--{k.replace('_', '-')} must be at least 1, got {getattr(out, k)}")
+    for k in ("lr", "min_lr", "warmup_lr", "weight_decay", "drop_path", "smoothing", "mixup", "cutmix", "reprob",
+              "color_jitter", "warmup_epochs", "cooldown_epochs", "workers"):
+        if getattr(out, k) < 0:
+            raise ValueError(f"--{k.replace('_', '-')} must be non-negative, got {getattr(out, k)}")
+    if not 0 <= out.ema_decay < 1:
+        raise ValueError(f"--ema-decay must be in [0, 1), got {out.ema_decay}")
+    if out.amp not in ("auto", "bf16", "fp16", "off"):
+        raise ValueError(f"--amp must be auto, bf16, fp16 or off, got {out.amp!r}")
+    if out.progress not in ("auto", "rich", "plain"):
+        raise ValueError(f"--progress must be auto, rich or plain, got {out.progress!r}")
+    return out

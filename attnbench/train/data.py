@@ -1,0 +1,243 @@
+"""Datasets for ``attnbench train``: a spec string -> train/val datasets, timm transforms, loaders.
+
+Real images go through timm's ``create_transform`` (RandAugment, colour jitter, random erasing; resize and
+centre crop for evaluation). Generated data (``shapes``, ``pathfinder``) is drawn in memory from its seed and
+fed as tensors, without image augmentation.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DATA_HELP", "DataSpec", "parse_data_spec", "DataInfo", "build_datasets", "GENERATED"]
+
+GENERATED = ("shapes", "pathfinder")
+REAL = ("imagenet", "cifar10", "cifar100", "folder")
+
+DATA_HELP = """\
+Dataset spec. Real images (no download ever):
+  imagenet:ROOT   ROOT/train/<class>/* and ROOT/val/<class>/* (ImageNet layout)
+  cifar10:ROOT    torchvision's python copy: ROOT/cifar-10-batches-py/{data_batch_1..5,test_batch}
+  cifar100:ROOT   ROOT/cifar-100-python/{train,test}
+  folder:ROOT     ROOT/train/ and ROOT/val/ class folders, or one class-folder tree split
+                  deterministically: every 10th image of each class (sorted by path) is validation.
+Built-in generated data (seeded, balanced labels; the image side sets the sequence length):
+  shapes[:SIZE]                6 shapes (disk, square, triangle, plus, ring, diamond); SIZE 32 by default.
+  pathfinder[:SIZE][:LEVEL]    LRA Pathfinder: are the two markers joined by one dashed curve?
+                               SIZE 32|64|128 (1024/4096/16384 tokens at patch 1); LEVEL easy|medium|hard
+                               (curve length 6/9/14 dashes, as LRA's contour lengths).
+  options, appended as :key=value: n=TRAIN_IMAGES (shapes 6000, pathfinder 10000), val=VAL_IMAGES (n/5),
+  seed=DATA_SEED (0); pathfinder also dashes=K, distractors=D.
+Examples: shapes:32, pathfinder:32:easy:n=20000, imagenet:/data/imagenet, folder:./my_images"""
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A parsed ``--data`` value. ``root`` for real images; the rest for generated data."""
+
+    kind: str
+    root: str | None = None
+    size: int | None = None
+    level: str | None = None
+    n_train: int | None = None
+    n_val: int | None = None
+    seed: int = 0
+    dashes: int | None = None
+    distractors: int | None = None
+
+    @property
+    def generated(self) -> bool:
+        return self.kind in GENERATED
+
+    @property
+    def name(self) -> str:
+        """The ``dataset`` column of the results row: readable and unique for a generated set."""
+        if self.kind == "shapes":
+            return f"shapes:{self.size}:n={self.n_train}:seed={self.seed}"
+        if self.kind == "pathfinder":
+            extra = "".join(f":{k}={v}" for k, v in (("dashes", self.dashes), ("distractors", self.distractors))
+                            if v is not None)
+            return f"pathfinder:{self.size}:{self.level}:n={self.n_train}:seed={self.seed}{extra}"
+        return f"{self.kind}:{self.root}"
+
+
+def _bad(text: str, why: str) -> ValueError:
+    return ValueError(f"bad --data {text!r}: {why}; e.g. shapes:32, pathfinder:32:easy, imagenet:/data/imagenet "
+                      "(see attnbench train --help)")
+
+
+def parse_data_spec(text: str) -> DataSpec:
+    """Parse a ``--data`` value (grammar in ``DATA_HELP``); raises ValueError naming what is wrong."""
+    kind, _, rest = text.strip().partition(":")
+    kind = kind.lower()
+    if kind in REAL:
+        if not rest:
+            raise _bad(text, f"{kind} needs a root folder, as {kind}:ROOT")
+        return DataSpec(kind, root=os.path.expanduser(rest))
+    if kind not in GENERATED:
+        raise _bad(text, f"unknown dataset {kind!r}; accepted: {', '.join(REAL + GENERATED)}")
+    size, level, keys = 32, "easy" if kind == "pathfinder" else None, {}
+    for part in filter(None, rest.split(":")):
+        if "=" in part:
+            k, _, v = part.partition("=")
+            allowed = ("n", "val", "seed") + (("dashes", "distractors") if kind == "pathfinder" else ())
+            if k not in allowed:
+                raise _bad(text, f"unknown option {k!r}; accepted: {', '.join(allowed)}")
+            try:
+                keys[k] = int(v)
+            except ValueError:
+                raise _bad(text, f"{k} must be an integer, got {v!r}") from None
+        elif part.isdigit():
+            size = int(part)
+        elif kind == "pathfinder" and part in ("easy", "medium", "hard"):
+            level = part
+        else:
+            raise _bad(text, f"cannot read {part!r}" + (" (levels: easy, medium, hard)" if kind == "pathfinder"
+                                                         else ""))
+    if size < (16 if kind == "pathfinder" else 8):
+        raise _bad(text, f"image size {size} is too small")
+    n = keys.get("n", 6000 if kind == "shapes" else 10000)
+    n_val = keys.get("val", max(2, n // 5))
+    if n < 2 or n_val < 2:
+        raise _bad(text, "n and val must be at least 2")
+    return DataSpec(kind, size=size, level=level, n_train=n, n_val=n_val, seed=keys.get("seed", 0),
+                    dashes=keys.get("dashes"), distractors=keys.get("distractors"))
+
+
+@dataclass
+class DataInfo:
+    """What the model and the loop need to know about a dataset."""
+
+    num_classes: int
+    in_chans: int
+    img_size: int
+    n_train: int
+    n_val: int
+
+
+class TensorImages:
+    """Generated ``uint8 [n, C, S, S]`` images as a map-style dataset of normalised float tensors."""
+
+    def __init__(self, images: Any, labels: Any, reprob: float = 0.0) -> None:
+        import torch
+
+        self.images, self.labels = torch.from_numpy(images), torch.from_numpy(labels)
+        self.erase = None
+        if reprob > 0:
+            from timm.data.random_erasing import RandomErasing
+
+            self.erase = RandomErasing(reprob, mode="pixel", device="cpu")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        x = self.images[i].float().div_(127.5).sub_(1.0)  # [0, 255] -> [-1, 1]
+        if self.erase is not None:
+            x = self.erase(x)
+        return x, int(self.labels[i])
+
+
+def _generated(spec: DataSpec, reprob: float):
+    if spec.kind == "shapes":
+        from attnbench.train.shapes import SHAPES, render_shapes
+
+        tr = render_shapes(spec.n_train, size=spec.size, seed=spec.seed, split="train")
+        va = render_shapes(spec.n_val, size=spec.size, seed=spec.seed, split="val")
+        classes = len(SHAPES)
+    else:
+        from attnbench.train.pathfinder import PathfinderError, render_pathfinder
+
+        kw = dict(size=spec.size, difficulty=spec.level, seed=spec.seed, dashes=spec.dashes,
+                  distractors=spec.distractors)
+        try:
+            tr = render_pathfinder(spec.n_train, split="train", **kw)
+            va = render_pathfinder(spec.n_val, split="val", **kw)
+        except PathfinderError as e:
+            raise ValueError(str(e)) from None
+        classes = 2
+    info = DataInfo(classes, tr[0].shape[1], spec.size, spec.n_train, spec.n_val)
+    return TensorImages(*tr, reprob=reprob), TensorImages(*va), info
+
+
+def _need_dir(path: Path, what: str) -> None:
+    if not path.is_dir():
+        raise FileNotFoundError(f"{what}: {path} is not a folder" if path.exists() else f"{what}: {path} not found")
+
+
+def _image_folder(root: Path, transform: Any, what: str):
+    from torchvision.datasets import ImageFolder
+
+    _need_dir(root, what)
+    try:
+        return ImageFolder(str(root), transform=transform)
+    except (FileNotFoundError, RuntimeError) as e:  # no class folders, or class folders with no images
+        raise ValueError(f"{what}: no images under {root} ({str(e).splitlines()[0]}); expected "
+                         f"{root}/<class>/<image>.jpg|png|...") from None
+
+
+def _cifar(spec: DataSpec, train_tf: Any, val_tf: Any):
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls, sub, files = ((CIFAR10, "cifar-10-batches-py", "data_batch_1..5, test_batch") if spec.kind == "cifar10"
+                       else (CIFAR100, "cifar-100-python", "train, test"))
+    root = Path(spec.root)
+    _need_dir(root, spec.kind)
+    try:
+        return cls(str(root), train=True, transform=train_tf), cls(str(root), train=False, transform=val_tf)
+    except RuntimeError:
+        raise ValueError(f"{spec.kind}: expected torchvision's python copy at {root / sub}/ ({files}; the "
+                         f"extracted {sub.replace('-batches-py', '-python')}.tar.gz); not found or corrupt") from None
+
+
+def _split_folder(ds: Any, val_every: int = 10):
+    """Every ``val_every``-th image of each class (ImageFolder sorts by path) goes to validation."""
+    import torch.utils.data as tud
+
+    seen: dict[int, int] = {}
+    train_idx, val_idx = [], []
+    for i, (_, y) in enumerate(ds.samples):
+        k = seen[y] = seen.get(y, 0) + 1
+        (val_idx if k % val_every == 0 else train_idx).append(i)
+    return train_idx, val_idx, tud.Subset
+
+
+def build_datasets(spec: DataSpec, img_size: int, cfg: Any) -> tuple[Any, Any, DataInfo]:
+    """Train and val datasets for ``spec`` at ``img_size`` px with the augmentation of ``cfg`` (a TrainConfig)."""
+    if spec.generated:
+        if cfg.aa or cfg.color_jitter:
+            raise ValueError("--aa and --color-jitter apply to image datasets, not generated data (set them to "
+                             "none/0 or use --recipe small)")
+        return _generated(spec, cfg.reprob)
+    from timm.data import create_transform
+    from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    small = img_size <= 64  # CIFAR-sized: no centre crop margin
+    common = dict(input_size=img_size, interpolation="bicubic", mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
+    train_tf = create_transform(is_training=True, auto_augment=cfg.aa, re_prob=cfg.reprob, re_mode="pixel",
+                                color_jitter=cfg.color_jitter, **common)
+    val_tf = create_transform(is_training=False, crop_pct=1.0 if small else 0.875, **common)
+    root = Path(spec.root)
+    if spec.kind in ("cifar10", "cifar100"):
+        train, val = _cifar(spec, train_tf, val_tf)
+        classes = len(train.classes)
+    elif spec.kind == "imagenet" or (root / "train").is_dir():
+        _need_dir(root, spec.kind)
+        train = _image_folder(root / "train", train_tf, spec.kind)
+        val = _image_folder(root / "val", val_tf, spec.kind)
+        classes = len(train.classes)
+        if val.classes != train.classes:
+            raise ValueError(f"{spec.kind}: {root}/train and {root}/val have different class folders")
+    else:
+        full_tr = _image_folder(root, train_tf, spec.kind)
+        full_va = _image_folder(root, val_tf, spec.kind)
+        train_idx, val_idx, Subset = _split_folder(full_tr)
+        if not val_idx:
+            raise ValueError(f"folder: {root} has too few images to split (every 10th image of a class is "
+                             "validation); add images or give train/ and val/ folders")
+        train, val, classes = Subset(full_tr, train_idx), Subset(full_va, val_idx), len(full_tr.classes)
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError(f"{spec.kind}: no images under {root}")
+    return train, val, DataInfo(classes, 3, img_size, len(train), len(val))
