@@ -1,0 +1,130 @@
+"""Landmark (bottleneck token) samplers of SOFT: q̄ [B, h, N, d] on an H×W grid -> Q̃ = K̃ [B, h, m, d].
+
+* ``"conv"``: the paper's sampler (arXiv 2110.11945 §3.2; reference ``SoftmaxFreeAttentionKernel``): per head,
+  a Conv2d(d, d, kernel = stride = s, no bias) whose weights are shared by all heads, then LayerNorm(d) and exact
+  GELU; m = (H/s)(W/s), so m grows with resolution.
+* ``"pool"``: parameter-free adaptive average pooling to a *fixed* grid of m cells (49 -> 7×7), then the same
+  LayerNorm + GELU; m is fixed whatever N, which keeps the layer linear in N (the first official release also
+  fixed m = 49).
+* ``"identity"``: every token is a landmark (m = N), no LayerNorm/GELU; the Nyström form is then exact, which
+  the tests use.
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .grid import landmark_grid, strided_grid
+
+__all__ = ["PoolLandmarks", "ConvLandmarks", "IdentityLandmarks", "build_sampler", "SAMPLERS", "GRID_POLICIES"]
+
+SAMPLERS = ("pool", "conv", "identity")
+GRID_POLICIES = ("error", "pad")
+
+
+def _to_image(q_bar: Tensor, H: int, W: int) -> Tensor:
+    """[B, h, H·W, d] -> [B·h, d, H, W]: heads folded into the batch so that the sampler is shared by heads."""
+    B, h, N, d = q_bar.shape
+    return q_bar.reshape(B * h, H, W, d).permute(0, 3, 1, 2)
+
+
+def _to_tokens(x: Tensor, bh: tuple[int, int]) -> Tensor:
+    """[B·h, d, gh, gw] -> [B, h, gh·gw, d]."""
+    return x.flatten(2).transpose(1, 2).reshape(*bh, -1, x.shape[1])
+
+
+class PoolLandmarks(nn.Module):
+    """Adaptive average pooling of the token grid to a fixed (rows, cols) grid with rows·cols = m, then LN + GELU.
+
+    A non-square m uses its most nearly square factor pair (see :func:`soft.grid.landmark_grid`). The token grid
+    must be at least as large as the landmark grid on each side (pooling would otherwise duplicate tokens).
+    """
+
+    def __init__(self, head_dim: int, landmarks: int) -> None:
+        super().__init__()
+        landmark_grid(landmarks)  # validates m >= 1
+        self.landmarks = landmarks
+        self.norm = nn.LayerNorm(head_dim)
+        self.act = nn.GELU()
+
+    def num_landmarks(self, hw: tuple[int, int]) -> int:
+        return self.landmarks
+
+    def forward(self, q_bar: Tensor, hw: tuple[int, int]) -> Tensor:
+        (H, W), (gh, gw) = hw, landmark_grid(self.landmarks, hw)
+        if H < gh or W < gw:
+            raise ValueError(f"landmarks={self.landmarks} needs a token grid of at least {gh}x{gw}, got {H}x{W}; "
+                             f"use fewer landmarks or more tokens")
+        x = _to_image(q_bar, H, W)  # [B·h, d, H, W]
+        x = F.adaptive_avg_pool2d(x, (gh, gw))  # [B·h, d, gh, gw]
+        x = _to_tokens(x, q_bar.shape[:2])  # [B, h, m, d]
+        return self.act(self.norm(x))
+
+
+class ConvLandmarks(nn.Module):
+    """The paper's sampler: Conv2d(d, d, kernel = stride = s, bias=False) shared across heads, then LN + GELU.
+
+    Args:
+        head_dim: d.
+        sr_ratio: s, the kernel size and stride.
+        grid_policy: what to do with a grid whose sides are not multiples of s. ``"error"`` (default) raises a
+            ValueError; ``"pad"`` replicate-pads the bottom/right edge up to the next multiple of s so that every
+            token is seen (m = ceil(H/s)·ceil(W/s)). The official code silently drops the remainder; we never do.
+    """
+
+    def __init__(self, head_dim: int, sr_ratio: int, grid_policy: str = "error") -> None:
+        super().__init__()
+        self.sr_ratio, self.grid_policy = sr_ratio, grid_policy
+        self.conv = nn.Conv2d(head_dim, head_dim, kernel_size=sr_ratio, stride=sr_ratio, bias=False)
+        self.norm = nn.LayerNorm(head_dim)
+        self.act = nn.GELU()
+
+    def num_landmarks(self, hw: tuple[int, int]) -> int:
+        gh, gw = strided_grid(hw, self.sr_ratio, self.grid_policy)
+        return gh * gw
+
+    def forward(self, q_bar: Tensor, hw: tuple[int, int]) -> Tensor:
+        (H, W), s = hw, self.sr_ratio
+        gh, gw = strided_grid(hw, s, self.grid_policy)
+        x = _to_image(q_bar, H, W)  # [B·h, d, H, W]
+        if gh * s != H or gw * s != W:
+            x = F.pad(x, (0, gw * s - W, 0, gh * s - H), mode="replicate")  # [B·h, d, gh·s, gw·s]
+        x = self.conv(x)  # [B·h, d, gh, gw]
+        x = _to_tokens(x, q_bar.shape[:2])  # [B, h, m, d]
+        return self.act(self.norm(x))
+
+
+class IdentityLandmarks(nn.Module):
+    """Every token is its own landmark (m = N), no LayerNorm/GELU: the Nyström form becomes exact."""
+
+    def num_landmarks(self, hw: tuple[int, int]) -> int:
+        return hw[0] * hw[1]
+
+    def forward(self, q_bar: Tensor, hw: tuple[int, int]) -> Tensor:
+        return q_bar
+
+
+def build_sampler(sampler: str, head_dim: int, landmarks: int, sr_ratio: int | None,
+                  grid_policy: str) -> nn.Module:
+    """Validate the sampler options and build the sampler module.
+
+    Raises:
+        ValueError: unknown sampler or grid policy, ``sampler="conv"`` without a positive ``sr_ratio``, or an
+            ``sr_ratio`` given to a sampler that does not use it.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; accepted: {', '.join(SAMPLERS)}")
+    if grid_policy not in GRID_POLICIES:
+        raise ValueError(f"unknown grid_policy {grid_policy!r}; accepted: {', '.join(GRID_POLICIES)}")
+    if sampler == "conv":
+        if not isinstance(sr_ratio, int) or sr_ratio < 1:
+            raise ValueError(f"sampler='conv' needs sr_ratio, a positive int (the paper uses 8/4/2), got {sr_ratio!r}")
+        return ConvLandmarks(head_dim, sr_ratio, grid_policy)
+    if sr_ratio is not None:
+        raise ValueError(f"sr_ratio={sr_ratio} is only used by sampler='conv', not sampler={sampler!r}; "
+                         f"leave it None (set landmarks for 'pool')")
+    if sampler == "pool":
+        if not isinstance(landmarks, int) or landmarks < 1:
+            raise ValueError(f"landmarks must be a positive int, got {landmarks!r}")
+        return PoolLandmarks(head_dim, landmarks)
+    return IdentityLandmarks()
