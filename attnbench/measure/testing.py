@@ -6,6 +6,7 @@ them by import, with no registration in the parent.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -18,7 +19,7 @@ class ExplicitSoftmax(nn.Module):
     """softmax(q kᵀ / √d) v with materialised scores; ``macs`` is its closed form."""
 
     def __init__(self, dim: int, num_heads: int = 8, *, qkv_bias: bool = True, attn_drop: float = 0.,
-                 proj_drop: float = 0., **_: object) -> None:
+                 proj_drop: float = 0.) -> None:
         super().__init__()
         self.num_heads, self.head_dim = num_heads, dim // num_heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
@@ -44,13 +45,18 @@ class Failing(ExplicitSoftmax):
 
 
 class Sleepy(ExplicitSoftmax):
-    """Sleeps ``seconds`` in every forward: a ``timeout`` cell."""
+    """Sleeps ``seconds`` in every forward: a ``timeout`` cell. With ``pidfile``, writes its process id there first
+    (so a test can check that the process was killed)."""
 
-    def __init__(self, dim: int, num_heads: int = 8, *, seconds: float = 60.0, **kw: object) -> None:
+    def __init__(self, dim: int, num_heads: int = 8, *, seconds: float = 60.0, pidfile: str | None = None,
+                 **kw: object) -> None:
         super().__init__(dim, num_heads, **kw)
-        self.seconds = seconds
+        self.seconds, self.pidfile = seconds, pidfile
 
     def forward(self, x: Tensor, hw: tuple[int, int] | None = None) -> Tensor:
+        if self.pidfile:
+            with open(self.pidfile, "w") as f:
+                f.write(str(os.getpid()))
         time.sleep(self.seconds)
         return super().forward(x, hw)
 
