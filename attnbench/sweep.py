@@ -18,6 +18,7 @@ cells finish.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -198,7 +199,7 @@ def _write_meta(run_dir: Path, config: SweepConfig, device: str, resume: bool) -
 
 
 def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool = False,
-              on_cell: OnCell | None = None) -> pd.DataFrame:
+              on_cell: OnCell | None = None, runner: CellRunner | None = None) -> pd.DataFrame:
     """Run the sweep into ``run_dir`` and return all of its rows (earlier ones included when resuming).
 
     Args:
@@ -208,6 +209,8 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
             ``results.csv`` is appended to as well: keys are not deduplicated (pass ``resume=True``).
         on_cell: ``on_cell(spec, row, done, total)`` after every cell (a progress bar); ``done`` counts this
             run's cells, skipped ones included.
+        runner: a :class:`CellRunner` to reuse (its warm fork server saves the start-up in a notebook or across
+            sweeps); default: a new one with ``config.isolation``, closed at the end.
 
     Returns:
         ``results.load_results(run_dir)``.
@@ -229,12 +232,12 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
     _write_meta(run_dir, config, device, resume)
     done = 0
     try:
-        with CellRunner(config.isolation) as runner:
+        with contextlib.nullcontext(runner) if runner is not None else CellRunner(config.isolation) as cells_runner:
             for spec in cells:
                 if spec.key() in done_keys:
                     done += 1
                     continue
-                row = runner.run(spec, timeout=config.timeout, mem_limit_bytes=config.mem_limit)
+                row = cells_runner.run(spec, timeout=config.timeout, mem_limit_bytes=config.mem_limit)
                 row = _as_row(row)
                 append_row(run_dir, row)
                 done += 1

@@ -4,16 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnbench.cell import CellRunner, CellSpec, classify_exception, run_cell_subprocess
+from attnbench.cell import CellSpec, classify_exception, run_cell_subprocess
 from attnbench.results import KEY_COLUMNS
 
 T = "attnbench.measure.testing:"
-
-
-@pytest.fixture(scope="module")
-def runner():
-    with CellRunner("fork") as r:
-        yield r
 
 
 def spec(model: str, n: int = 64, **kw) -> CellSpec:
