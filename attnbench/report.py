@@ -40,6 +40,7 @@ NOISY = 0.10  # IQR / median above this marks a cell noisy
 REPORT_NAME = "report.md"
 GROUP = ["skeleton", "batch", "dtype", "device", "mode"]  # one table per combination
 NOISE_MARK = "†"
+NO_SPREAD_MARK = "‡"
 DASH = "—"
 
 
@@ -68,9 +69,15 @@ def load_runs(run_dirs: str | Path | Iterable[str | Path]) -> tuple[pd.DataFrame
         if isinstance(meta.get("runs"), list) and meta["runs"]:
             metas += [m for m in meta["runs"] if isinstance(m, dict)]
         elif meta:
-            metas.append({**meta, "run": d.name})
+            metas.append({**_flat_meta(meta), "run": d.name})
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     return _dedupe(df), metas
+
+
+def _flat_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """meta.json as the sweep writes it (``{"environment": {...}, "config": {...}}``) flattened to one level."""
+    env = meta.get("environment") if isinstance(meta.get("environment"), dict) else {}
+    return {**{k: v for k, v in meta.items() if k != "environment"}, **env}
 
 
 def _dedupe(df: pd.DataFrame) -> pd.DataFrame:
@@ -267,6 +274,8 @@ def fmt_latency(median: Any, iqr: Any) -> str:
     if median is None or pd.isna(median) or median <= 0:
         return DASH
     iqr = 0.0 if iqr is None or pd.isna(iqr) else float(iqr)
+    if iqr == 0:  # one timing block: the spread is unknown, so no ± and three figures
+        return f"{fmt_sig(median, 3)} {NO_SPREAD_MARK}"
     dec = _decimals(float(median), iqr)
 
     def f(v: float) -> str:
@@ -335,7 +344,7 @@ def absolute_display(absolute: pd.DataFrame) -> pd.DataFrame:
 
 
 def _latency_sig(median: Any, iqr: Any) -> int:
-    if median is None or pd.isna(median) or median <= 0:
+    if median is None or pd.isna(median) or median <= 0 or iqr is None or pd.isna(iqr) or iqr == 0:
         return 3
     dec = _decimals(float(median), 0.0 if iqr is None or pd.isna(iqr) else float(iqr))
     return max(1, math.floor(math.log10(float(median))) + dec + 1)
@@ -410,6 +419,14 @@ def _parse_hparams(v: Any) -> dict[str, Any]:
         return {}
 
 
+def _as_list(v: Any) -> list[str]:
+    try:
+        x = json.loads(v) if isinstance(v, str) else v
+    except ValueError:
+        return [str(v)]
+    return [str(o) for o in x] if isinstance(x, (list, tuple)) else [str(x)]
+
+
 def _group_title(key: dict[str, Any]) -> str:
     parts = [f"{k} {v}" for k, v in key.items() if v is not None and not (isinstance(v, float) and math.isnan(v))]
     return ", ".join(parts)
@@ -477,14 +494,16 @@ def render_markdown(df: pd.DataFrame, metas: list[dict[str, Any]] | None = None,
                 (f" — {str(r.reason).splitlines()[0]}" if pd.notna(r.reason) and str(r.reason) else "")
                 for r in bad.itertuples()]
         out.append("")
-    unc = eff[eff["flops_uncounted_ops"].notna() & (eff["flops_uncounted_ops"].astype(str).str.strip("[] ") != "")]
+    unc = eff[eff["flops_uncounted_ops"].map(lambda v: bool(_as_list(v)) if isinstance(v, (str, list)) else False)]
     if not unc.empty:
         out += ["## FLOP audit", "", "fvcore left these ops uncounted (MACs are a lower bound there):", ""]
         for model, g in unc.groupby("model", sort=False):
-            out.append(f"- `{model}`: {', '.join(sorted(set(g['flops_uncounted_ops'].astype(str))))}")
+            ops = sorted({op for v in g["flops_uncounted_ops"] for op in _as_list(v)})
+            out.append(f"- `{model}`: {', '.join(ops)}")
         out.append("")
-    out += [f"{NOISE_MARK} IQR above {NOISY:.0%} of the median: noisy, read with care. Latency is median ± IQR; "
-            "figures shown are those the IQR supports.", ""]
+    out += [f"Latency is median ± IQR, shown to the figures the IQR supports. {NOISE_MARK} IQR above {NOISY:.0%} "
+            f"of the median: noisy, read with care. {NO_SPREAD_MARK} one timing block: spread unknown "
+            "(raise --min-time).", ""]
     return "\n".join(out)
 
 
@@ -570,7 +589,7 @@ def rich_tables(rep: Report) -> list[Any]:
     from rich.table import Table
 
     def table(frame: pd.DataFrame, title: str) -> Table:
-        t = Table(title=title, title_justify="left")
+        t = Table(title=title, title_justify="left", min_width=len(title) + 2)
         for c in frame.columns:
             t.add_column(str(c), justify="left" if c in ("model", "status") else "right")
         for r in frame.itertuples(index=False):
@@ -584,8 +603,8 @@ def rich_tables(rep: Report) -> list[Any]:
         sel = _select(rep.relative, key)
         if rep.baseline and not sel.empty:
             sel.attrs["baseline"] = rep.baseline
-            out.append(table(relative_display(sel, "speedup"), f"speed-up over {rep.baseline} (> 1× is faster)"))
-            out.append(table(relative_display(sel, "mem_ratio"), f"memory / {rep.baseline} (< 1× is leaner)"))
+            out.append(table(relative_display(sel, "speedup"), f"speed-up over {rep.baseline} (> 1× is faster), {_group_title(key)}"))
+            out.append(table(relative_display(sel, "mem_ratio"), f"memory / {rep.baseline} (< 1× is leaner), {_group_title(key)}"))
     return out
 
 

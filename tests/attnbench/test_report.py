@@ -87,6 +87,7 @@ def test_baseline_falls_back_and_can_be_absent():
     (0.01234, 0.0001, "0.0123 ± 0.0001"),
     (1234.5, 0.001, "1,234 ± 0"),  # never more than 4 significant figures
     (5.0, 20.0, "5 ± 20 †"),  # the IQR exceeds the value: one figure, marked noisy
+    (356.04, 0.0, "356 ‡"),  # one timing block: spread unknown
 ])
 def test_latency_shows_only_the_figures_the_iqr_supports(median, iqr, expected):
     assert R.fmt_latency(median, iqr) == expected
