@@ -588,14 +588,17 @@ def rich_tables(rep: Report) -> list[Any]:
     """rich Tables of the absolute and relative tables, one per group, for the terminal."""
     from rich.table import Table
 
-    def table(frame: pd.DataFrame, title: str) -> Table:
-        t = Table(title=title, title_justify="left", min_width=len(title) + 2)
+    from rich.console import Group
+    from rich.text import Text
+
+    def table(frame: pd.DataFrame, title: str) -> Group:
+        t = Table()
         for c in frame.columns:
             t.add_column(str(c), justify="left" if c in ("model", "status") else "right")
         for r in frame.itertuples(index=False):
             t.add_row(*[str(v) for v in r], style=None if "status" not in frame.columns or
                       getattr(r, "status", "ok") in ("ok", "") else "red")
-        return t
+        return Group(Text(title, style="bold"), t)  # a title above, never wrapped to the table's width
 
     out = []
     for key, g in _groups(rep.absolute):
