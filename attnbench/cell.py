@@ -495,9 +495,9 @@ class CellRunner:
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="attnbench-cells-")
         log = open(os.path.join(self._tmp.name, "server.log"), "ab")
+        env = {**_child_env(), "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}  # a CUDA probe must not cuInit the server
         self._server = subprocess.Popen([sys.executable, "-m", "attnbench.cell", "--serve"], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=log, env=_child_env(),
-                                        start_new_session=True)
+                                        stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True)
         log.close()
         self._buf = b""
         return self._server

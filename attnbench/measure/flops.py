@@ -222,7 +222,8 @@ FREE_OPS = frozenset(f"aten::{k}" for k in (
     "full_like", "new_zeros", "new_ones", "new_empty", "new_full", "eye", "arange", "linspace", "rand", "randn",
     "randn_like", "normal_", "dropout", "dropout_", "feature_dropout", "alpha_dropout", "eq", "ne", "lt", "le", "gt",
     "ge", "__and__", "__or__", "bitwise_not", "logical_not", "nonzero", "isfinite", "isnan", "all", "any", "lift_fresh",
-    "alias", "as_strided", "resolve_conj", "resolve_neg", "unfold", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle",
+    "alias", "as_strided", "resolve_conj", "resolve_neg", "unfold", "pixel_shuffle", "pixel_unshuffle",
+    "channel_shuffle",
     "zero_", "mT", "mH", "item", "_assert_async",
 ))
 

@@ -8,10 +8,12 @@ Warm-up calls run first (lazy initialisation, allocator and kernel caches, the o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
-from torch.utils.benchmark import Measurement, Timer
+
+if TYPE_CHECKING:  # imported lazily: torch.utils.benchmark probes CUDA at import, which must not happen in the
+    from torch.utils.benchmark import Measurement  # fork server of attnbench.cell.CellRunner
 
 __all__ = ["Latency", "time_step"]
 
@@ -50,6 +52,8 @@ def time_step(step: Callable[[], Any], *, batch: int, min_time: float = 0.5, war
         num_threads: intra-op threads while timing; default the current ``torch.get_num_threads()``.
         label, sub_label, description: torch's Compare rows/columns (mode, attention, N).
     """
+    from torch.utils.benchmark import Timer
+
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     num_threads = num_threads or torch.get_num_threads()

@@ -93,3 +93,25 @@ def test_memory_grows_quadratically_for_softmax_math_and_linearly_for_soft(runne
 def test_cuda_cell(runner) -> None:
     row = runner.run(spec("ExplicitSoftmax", device="cuda", dtype="bf16"), timeout=300)
     assert row["status"] == "ok" and row["peak_mem_bytes"] > 0, row
+
+
+PROBE = """
+import torch, sys
+calls = []
+orig = torch._C._cuda_getDeviceCount
+torch._C._cuda_getDeviceCount = lambda: calls.append(1) or orig()
+import attnbench.measure._preload
+sys.exit(len(calls))
+"""
+
+
+def test_fork_server_preload_never_probes_cuda() -> None:
+    """cuInit before fork breaks CUDA in every forked cell: the server's imports must not call it."""
+    import subprocess
+    import sys
+
+    from attnbench.cell import _child_env
+
+    env = {**_child_env(), "PYTORCH_NVML_BASED_CUDA_CHECK": "0"}  # prove the imports themselves do not probe
+    proc = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{proc.returncode} CUDA device-count probe(s) while preloading: {proc.stderr[-500:]}"
