@@ -14,7 +14,8 @@ Tables:
   measured lengths that bracket it, or a note saying it was not bracketed.
 - **paper**: training rows (top1, top5) joined with efficiency rows on (model, skeleton, seq_len).
 
-Numbers are shown only to the significant figures their IQR supports; a cell whose IQR exceeds 10 % of its median
+The module keeps tables, formatting and rendering together (about 600 lines) so that a notebook user reads one
+file. Numbers are shown only to the significant figures their IQR supports; a cell whose IQR exceeds 10 % of its median
 is marked noisy (as ``torch.utils.benchmark`` does).
 """
 from __future__ import annotations
@@ -356,7 +357,8 @@ def relative_display(rel: pd.DataFrame, column: str) -> pd.DataFrame:
         if r["status"] != "ok":
             return str(r["status"])
         if r["baseline_status"] != "ok":
-            return f"{rel.attrs.get('baseline', 'baseline')} {r['baseline_status'] if pd.notna(r['baseline_status']) else 'missing'}"
+            b = r["baseline_status"] if pd.notna(r["baseline_status"]) else "missing"
+            return f"{rel.attrs.get('baseline', 'baseline')} {b}"
         return _fmt_ratio(r[column], bool(r["noisy"]) and column == "speedup")
 
     cells = rel.assign(cell=rel.apply(cell, axis=1))
@@ -375,6 +377,18 @@ def break_even_display(be: pd.DataFrame) -> pd.DataFrame:
         d = {r["metric"]: cell(r) for _, r in g.iterrows()}
         rows.append({"model": model, "latency": d.get("latency", DASH), "memory": d.get("memory", DASH)})
     return pd.DataFrame(rows, columns=["model", "latency", "memory"])
+
+
+def paper_display(paper: pd.DataFrame) -> pd.DataFrame:
+    """The paper-style table's cells as display strings."""
+    return pd.DataFrame({
+        "model": paper["model"], "skeleton": paper["skeleton"], "N": paper["seq_len"].map(lambda n: f"{int(n):,}"),
+        "params (M)": paper["params_m"].map(fmt_sig), "GMACs": paper["gmacs"].map(fmt_sig),
+        "peak mem (MiB)": paper["peak_mem_mib"].map(fmt_sig),
+        "latency (ms)": [fmt_latency(m, i) for m, i in zip(paper["latency_ms_median"], paper["latency_ms_iqr"])],
+        "top-1 (%)": paper["top1"].map(fmt_sig), "top-5 (%)": paper["top5"].map(fmt_sig),
+        "epochs": paper["epochs"].map(lambda v: DASH if pd.isna(v) else f"{v:g}" if isinstance(v, float) else str(v)),
+        "dataset": paper["dataset"].fillna(DASH)})
 
 
 def machine_line(meta: dict[str, Any]) -> str:
@@ -475,14 +489,7 @@ def render_markdown(df: pd.DataFrame, metas: list[dict[str, Any]] | None = None,
                     to_markdown(break_even_display(bsel)), ""]
     paper = paper_table(df)
     if not paper.empty:
-        disp = pd.DataFrame({
-            "model": paper["model"], "skeleton": paper["skeleton"], "N": paper["seq_len"].map(lambda n: f"{int(n):,}"),
-            "params (M)": paper["params_m"].map(fmt_sig), "GMACs": paper["gmacs"].map(fmt_sig),
-            "peak mem (MiB)": paper["peak_mem_mib"].map(fmt_sig),
-            "latency (ms)": [fmt_latency(m, i) for m, i in zip(paper["latency_ms_median"], paper["latency_ms_iqr"])],
-            "top-1 (%)": paper["top1"].map(lambda v: fmt_sig(v, 3)), "top-5 (%)": paper["top5"].map(lambda v: fmt_sig(v, 3)),
-            "epochs": paper["epochs"].map(lambda v: DASH if pd.isna(v) else f"{v:g}" if isinstance(v, float) else str(v)),
-            "dataset": paper["dataset"].fillna(DASH)})
+        disp = paper_display(paper)
         out += ["## Accuracy and cost (training rows joined on model, skeleton, N)", "", to_markdown(disp), ""]
     hp = _hparams_lines(eff)
     if hp:
@@ -606,8 +613,10 @@ def rich_tables(rep: Report) -> list[Any]:
         sel = _select(rep.relative, key)
         if rep.baseline and not sel.empty:
             sel.attrs["baseline"] = rep.baseline
-            out.append(table(relative_display(sel, "speedup"), f"speed-up over {rep.baseline} (> 1× is faster), {_group_title(key)}"))
-            out.append(table(relative_display(sel, "mem_ratio"), f"memory / {rep.baseline} (< 1× is leaner), {_group_title(key)}"))
+            where = _group_title(key)
+            out.append(table(relative_display(sel, "speedup"),
+                             f"speed-up over {rep.baseline} (> 1× is faster), {where}"))
+            out.append(table(relative_display(sel, "mem_ratio"), f"memory / {rep.baseline} (< 1× is leaner), {where}"))
     return out
 
 

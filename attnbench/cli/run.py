@@ -257,8 +257,8 @@ def _finalize(run_dir: Path, *, plots: bool, quiet: bool, elapsed: float | None 
         for table in rich_tables(rep):
             console.print(table)
         took = f" in {elapsed:.0f} s" if elapsed is not None else ""
-        click.echo(f"{len(df)} rows{took}; wrote {', '.join(p.name for p in [run_dir / 'results.csv', run_dir / 'results.parquet', *rep.files])} "
-                   f"in {run_dir}", err=True)
+        files = ", ".join(p.name for p in [run_dir / "results.csv", run_dir / "results.parquet", *rep.files])
+        click.echo(f"{len(df)} rows{took}; wrote {files} in {run_dir}", err=True)
     return len(df)
 
 
