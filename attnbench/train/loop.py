@@ -198,6 +198,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if tuple(sk.input_shape) != (info.in_chans, img, img):
         raise ValueError(f"{cfg.skeleton} at N={seq_len} expects input {sk.input_shape}, the data gives "
                          f"{(info.in_chans, img, img)}")
+    skeleton = cfg.skeleton
+    if cfg.depth:
+        if not hasattr(sk.model, "blocks") or not cfg.skeleton.startswith("vit-"):
+            raise ValueError(f"--depth applies to vit-* skeletons, not {cfg.skeleton!r} (pass --depth 0)")
+        if cfg.depth < len(sk.model.blocks):
+            sk.model.blocks = sk.model.blocks[:cfg.depth]
+            sk.attn_modules = sk.attn_modules[:cfg.depth]
+            skeleton = f"{cfg.skeleton}-d{cfg.depth}"  # never joins the full-depth efficiency rows
     raw = sk.model.to(dev)
     model = DistributedDataParallel(raw, device_ids=[dev.index] if cuda else None) if world > 1 else raw
     lr = cfg.lr * global_batch / cfg.lr_base_batch  # linear scaling by the global batch, as DeiT and SOFT
@@ -242,7 +250,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         if not (run_dir / "meta.json").exists():
             write_meta(run_dir, meta)
     progress = make_progress(cfg.progress, rank, total_epochs, start_epoch, cfg.log_interval)
-    progress.info(f"train {cfg.model} in {cfg.skeleton} on {spec.name}: {img} px, N={seq_len}, "
+    progress.info(f"train {cfg.model} in {skeleton} on {spec.name}: {img} px, N={seq_len}, "
                   f"{info.n_train}/{info.n_val} images, global batch {global_batch} ({world} x {cfg.batch_size}), "
                   f"lr {lr:.3g}, {total_epochs} epochs, {steps} steps/epoch, {dev}, amp {amp}"
                   + (f"; resumed at epoch {start_epoch + 1}" if ckpt else ""))
@@ -322,7 +330,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     final = history[-1] if history else None
     done = last + 1 >= total_epochs
-    result: dict[str, Any] = dict(model=cfg.model, scope="train", skeleton=cfg.skeleton, seq_len=seq_len,
+    result: dict[str, Any] = dict(model=cfg.model, scope="train", skeleton=skeleton, seq_len=seq_len,
                                   batch=global_batch, dtype={"off": "fp32"}.get(amp, amp), device=dev.type,
                                   mode="train", status="ok" if done else "skipped",
                                   reason=None if done else f"stopped after epoch {last + 1} of {total_epochs}",
@@ -335,7 +343,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if rank == 0 and done:
         result.update(_cost(sk, raw, dev))
         prior = load_results(run_dir)
-        dup = ((prior["model"] == cfg.model) & (prior["skeleton"] == cfg.skeleton) & (prior["seq_len"] == seq_len)
+        dup = ((prior["model"] == cfg.model) & (prior["skeleton"] == skeleton) & (prior["seq_len"] == seq_len)
                & (prior["dataset"] == spec.name) & (prior["mode"] == "train"))
         if not dup.any():  # a finished run resumed again does not add a second row
             append_row(run_dir, {k: v for k, v in result.items() if k != "world_size"})

@@ -24,8 +24,8 @@ medium      9       1
 hard        14      1
 ==========  ======  ============
 
-Each image has its own generator ``numpy.random.default_rng([seed, split, index])``: deterministic, and the
-first k images do not depend on how many are drawn. Labels are exactly balanced (alternating, then shuffled).
+Each image has its own generator ``numpy.random.default_rng([seed, split, index])``, so the set is deterministic
+for a seed. Labels are exactly balanced (alternating, then shuffled by the seed).
 """
 from __future__ import annotations
 
