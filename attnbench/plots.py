@@ -113,6 +113,8 @@ def plot_all(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     if df.empty:
         return []
+    if "scope" in df.columns:  # training rows are not efficiency cells
+        df = df[df["scope"] != "train"]
     if "top1" in df.columns:
         df = df[df["top1"].isna()]
     combo_cols = [c for c in ("skeleton", "batch", "dtype", "device") if c in df.columns]

@@ -91,7 +91,14 @@ def _dedupe(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _train_mask(df: pd.DataFrame) -> pd.Series:
-    return df["top1"].notna() if "top1" in df.columns else pd.Series(False, index=df.index)
+    """Rows written by ``attnbench train`` (scope ``train``, or carrying accuracy/dataset columns)."""
+    mask = pd.Series(False, index=df.index)
+    if "scope" in df.columns:
+        mask |= df["scope"] == "train"
+    for c in ("top1", "dataset"):
+        if c in df.columns:
+            mask |= df[c].notna()
+    return mask
 
 
 def _ensure_schema(df: pd.DataFrame) -> pd.DataFrame:
@@ -239,10 +246,12 @@ def paper_table(df: pd.DataFrame) -> pd.DataFrame:
     eff = eff[eff["status"] == "ok"].sort_values("mode", key=lambda s: s != "infer")  # infer rows first
     eff = eff.drop_duplicates(["model", "skeleton", "seq_len"])
     eff = eff.assign(params_m=eff["params"] / 1e6, gmacs=eff["macs"] / 1e9, peak_mem_mib=eff["peak_mem_bytes"] / 2**20)
-    t = train[["model", "skeleton", "seq_len", "top1", "top5", "epochs", "dataset", "train_hours", "params"]]
+    t = train[["model", "skeleton", "seq_len", "top1", "top5", "epochs", "dataset", "train_hours", "params", "macs"]]
+    t = t[t["top1"].notna()]
     j = t.merge(eff[["model", "skeleton", "seq_len", "params_m", "gmacs", "peak_mem_mib", "latency_ms_median",
                      "latency_ms_iqr"]], on=["model", "skeleton", "seq_len"], how="left")
-    j["params_m"] = j["params_m"].fillna(j["params"] / 1e6)
+    j["params_m"] = j["params_m"].fillna(j["params"] / 1e6)  # no efficiency row: the training run's own count
+    j["gmacs"] = j["gmacs"].fillna(j["macs"] / 1e9)
     return j[cols].sort_values(["skeleton", "seq_len", "top1"], ascending=[True, True, False]).reset_index(drop=True)
 
 

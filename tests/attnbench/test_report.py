@@ -135,6 +135,10 @@ def test_paper_table_joins_training_rows_on_model_skeleton_n():
     train = pd.DataFrame([dict(model=m, skeleton="vit-tiny", seq_len=196, mode="train", status="ok", top1=t1,
                                top5=t5, epochs=300, dataset="imagenet") for m, t1, t5 in
                           (("softmax", 72.2, 91.1), ("soft", 79.3, 94.6))], columns=ALL_COLUMNS)
+    stopped = pd.DataFrame([dict(model="soft", scope="train", skeleton="vit-tiny", seq_len=196, mode="train",
+                                 status="skipped", reason="stopped after epoch 3 of 300")], columns=ALL_COLUMNS)
+    train = pd.concat([train, stopped], ignore_index=True)
+    assert len(R.absolute_table(pd.concat([eff, train], ignore_index=True))) == len(eff)  # not efficiency cells
     p = R.paper_table(pd.concat([eff, train], ignore_index=True))
     assert list(p.model) == ["soft", "softmax"]  # best top-1 first
     assert p.set_index("model").loc["soft", "gmacs"] == pytest.approx(196e3 / 1e9)
