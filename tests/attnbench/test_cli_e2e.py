@@ -103,3 +103,27 @@ def test_vit_scope_run(tmp_path):
     assert set(df.status) == {"ok"} and set(df.skeleton) == {"vit-tiny"} and set(df.scope) == {"vit"}
     assert (df.params > 5e6).all()  # a whole ViT-Tiny, not one layer
     assert FILES <= {p.name for p in (tmp_path / "vit").iterdir()}
+
+
+@pytest.mark.heavy
+def test_real_ctrl_c_keeps_rows_and_exits_130(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "attnbench", "run", *SMALL, "--seq", "64..4096", "--mode", "infer,train",
+           "--out", str(tmp_path), "--name", "cut"]
+    # a background child may inherit SIGINT ignored; restore the default so Python raises KeyboardInterrupt
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    csv = tmp_path / "cut" / "results.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not csv.exists() or len(csv.read_text().splitlines()) < 3):
+        time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("error: interrupted:") and "Traceback" not in err
+    kept = load_results(tmp_path / "cut")
+    assert len(kept) >= 2 and (tmp_path / "cut" / "results.parquet").exists()
