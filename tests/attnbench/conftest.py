@@ -7,7 +7,7 @@ from attnbench.cell import CellRunner
 
 
 @pytest.fixture(scope="session")
-def runner():
+def cell_runner():
     """A fork-server CellRunner shared by every test (its start-up, importing torch/timm/fvcore, is paid once)."""
     with CellRunner("fork") as r:
         yield r

@@ -42,8 +42,8 @@ def test_spawned_cell_measures_everything() -> None:
     assert row["wall_s"] > 0 and row["model"] == T + "ExplicitSoftmax" and row["seq_len"] == 64
 
 
-def test_forked_cell_row_matches_spawned_one(runner) -> None:
-    row = runner.run(spec("ExplicitSoftmax", mode="train"), timeout=120)
+def test_forked_cell_row_matches_spawned_one(cell_runner) -> None:
+    row = cell_runner.run(spec("ExplicitSoftmax", mode="train"), timeout=120)
     assert row["status"] == "ok", row
     assert row["mode"] == "train" and row["attn_macs"] == row["attn_macs_formula"]
     assert row["num_threads"] == torch.get_num_threads()
@@ -55,31 +55,31 @@ def test_forked_cell_row_matches_spawned_one(runner) -> None:
     ("Sleepy", {"timeout": 2}, "timeout", "2 s timeout"),
     ("Hungry", {"mem_limit_bytes": 512 * 2**20}, "oom", "allocate"),
 ], ids=["error", "nan", "timeout", "oom"])
-def test_failures_are_typed_rows(runner, model: str, kw: dict, status: str, reason: str) -> None:
+def test_failures_are_typed_rows(cell_runner, model: str, kw: dict, status: str, reason: str) -> None:
     timeout = kw.pop("timeout", 120)
-    row = runner.run(spec(model), timeout=timeout, **kw)
+    row = cell_runner.run(spec(model), timeout=timeout, **kw)
     assert row["status"] == status, row
     assert reason in row["reason"]
     assert row["batch"] == 2 and row["model"] == T + model  # the batch never changes
 
 
-def test_skipped_cells(runner) -> None:
+def test_skipped_cells(cell_runner) -> None:
     pytest.importorskip("attnbench.builtin_attentions", reason="soft/ and baselines/ not importable yet")
-    row = runner.run(CellSpec("linformer", "layer", 64, hparams={"k": 64}, min_time=0.02), timeout=120)
+    row = cell_runner.run(CellSpec("linformer", "layer", 64, hparams={"k": 64}, min_time=0.02), timeout=120)
     assert row["status"] == "skipped" and "linformer" in row["reason"], row
-    row = runner.run(CellSpec("softmax-xformers", "layer", 64, min_time=0.02), timeout=120)
+    row = cell_runner.run(CellSpec("softmax-xformers", "layer", 64, min_time=0.02), timeout=120)
     assert row["status"] == "skipped" and "cuda" in row["reason"], row
     if not torch.cuda.is_available():
-        row = runner.run(spec("ExplicitSoftmax", device="cuda"), timeout=120)
+        row = cell_runner.run(spec("ExplicitSoftmax", device="cuda"), timeout=120)
         assert row["status"] == "skipped" and "CUDA is not available" in row["reason"], row
 
 
-def test_memory_grows_quadratically_for_softmax_math_and_linearly_for_soft(runner) -> None:
+def test_memory_grows_quadratically_for_softmax_math_and_linearly_for_soft(cell_runner) -> None:
     pytest.importorskip("attnbench.builtin_attentions", reason="soft/ and baselines/ not importable yet")
     peak = {}
     for model in ("softmax-math", "soft"):
         for n in (512, 2048):
-            row = runner.run(CellSpec(model, "layer", n, batch=1, min_time=0.01), timeout=120)
+            row = cell_runner.run(CellSpec(model, "layer", n, batch=1, min_time=0.01), timeout=120)
             assert row["status"] == "ok", row
             peak[model, n] = row["peak_mem_bytes"]
     quad = peak["softmax-math", 2048] / peak["softmax-math", 512]
@@ -90,8 +90,8 @@ def test_memory_grows_quadratically_for_softmax_math_and_linearly_for_soft(runne
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_cell(runner) -> None:
-    row = runner.run(spec("ExplicitSoftmax", device="cuda", dtype="bf16"), timeout=300)
+def test_cuda_cell(cell_runner) -> None:
+    row = cell_runner.run(spec("ExplicitSoftmax", device="cuda", dtype="bf16"), timeout=300)
     assert row["status"] == "ok" and row["peak_mem_bytes"] > 0, row
 
 

@@ -70,10 +70,10 @@ def test_shards_are_disjoint_and_cover_the_sweep() -> None:
     assert [c.key() for c in full[:2]] == [c.key() for c in plan_cells(base)[:2]]  # stable order
 
 
-def test_sweep_rows_failures_resume(tmp_path: Path, runner) -> None:
+def test_sweep_rows_failures_resume(tmp_path: Path, cell_runner) -> None:
     run = tmp_path / "run"
     seen = []
-    df = run_sweep(cfg(models=[OK, FAIL], seq_lens=[16, 64]), run, runner=runner,
+    df = run_sweep(cfg(models=[OK, FAIL], seq_lens=[16, 64]), run, runner=cell_runner,
                    on_cell=lambda spec, row, done, total: seen.append((spec.model, row["status"], done, total)))
     assert [s[1] for s in seen] == ["ok", "ok", "error", "error"]  # the failing cell did not stop the sweep
     assert [s[2:] for s in seen] == [(1, 4), (2, 4), (3, 4), (4, 4)]
@@ -86,10 +86,10 @@ def test_sweep_rows_failures_resume(tmp_path: Path, runner) -> None:
 
     # resume: nothing finished runs again; a new N runs only its own cells
     again = []
-    run_sweep(cfg(models=[OK, FAIL], seq_lens=[16, 64]), run, resume=True, runner=runner,
+    run_sweep(cfg(models=[OK, FAIL], seq_lens=[16, 64]), run, resume=True, runner=cell_runner,
               on_cell=lambda *a: again.append(a))
     assert again == []
-    df2 = run_sweep(cfg(models=[OK, FAIL], seq_lens=[16, 64, 144]), run, resume=True, runner=runner,
+    df2 = run_sweep(cfg(models=[OK, FAIL], seq_lens=[16, 64, 144]), run, resume=True, runner=cell_runner,
                     on_cell=lambda spec, row, done, total: again.append(spec.seq_len))
     assert again == [144, 144] and len(df2) == 6
     assert len(json.loads((run / "meta.json").read_text())["resumed"]) == 2
