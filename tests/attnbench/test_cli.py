@@ -134,6 +134,23 @@ def test_report_bad_inputs(tmp_path):
     (tmp_path / "empty").mkdir()
     assert_one_line_error(invoke("report", tmp_path / "empty"), "no results.csv")
     assert_one_line_error(invoke("report"), "Missing argument")
+    good = tmp_path / "good"
+    good.mkdir()
+    append_row(good, {"model": "soft", "seq_len": 1024, "status": "ok", "mode": "infer"})
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert_one_line_error(invoke("report", good, "--out", blocker / "sub"), "cannot write")
+    assert_one_line_error(invoke("report", good, good.parent / "missing"), "not a run directory")
+    assert_one_line_error(invoke("report", good, "--baseline", "nope"), "baseline 'nope' has no rows")
+
+
+def test_cuda_without_a_gpu_is_a_one_line_error(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible")
+    assert_one_line_error(invoke("run", "--models", "soft", "--device", "cuda:0", "--out", tmp_path),
+                          "no CUDA device", "--device cpu")
 
 
 # ----------------------------------------------------------------------------- a stand-in engine (contract)
