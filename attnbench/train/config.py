@@ -26,7 +26,7 @@ DEIT: dict[str, Any] = dict(
 # horizon would exceed the run), one warm-up epoch, lr 1e-3 at this batch (linear scaling still applies), and the
 # first 4 of vit-tiny's 12 blocks (3x cheaper; recorded as skeleton "vit-tiny-d4", so it never joins full-depth rows).
 SMALL: dict[str, Any] = dict(
-    epochs=8, cooldown_epochs=0, batch_size=64, lr=1e-3, lr_base_batch=64, min_lr=1e-5, warmup_lr=1e-6,
+    epochs=5, cooldown_epochs=0, batch_size=64, lr=1e-3, lr_base_batch=64, min_lr=1e-5, warmup_lr=1e-6,
     warmup_epochs=1, weight_decay=0.05, opt="adamw", sched="cosine", clip_grad=1.0, drop_path=0.0,
     smoothing=0.1, mixup=0.0, cutmix=0.0, aa=None, reprob=0.0, color_jitter=0.0,
     ema=False, ema_decay=0.998, workers=0, depth=4,

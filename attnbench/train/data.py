@@ -28,7 +28,7 @@ Built-in generated data (seeded, balanced labels; the image side sets the sequen
   pathfinder[:SIZE][:LEVEL]    LRA Pathfinder: are the two markers joined by one dashed curve?
                                SIZE 32|64|128 (1024/4096/16384 tokens at patch 1); LEVEL easy|medium|hard
                                (curve length 6/9/14 dashes, as LRA's contour lengths).
-  options, appended as :key=value: n=TRAIN_IMAGES (shapes 6000, pathfinder 10000), val=VAL_IMAGES (n/5),
+  options, appended as :key=value: n=TRAIN_IMAGES (shapes 2000, pathfinder 10000), val=VAL_IMAGES (n/5),
   seed=DATA_SEED (0); pathfinder also dashes=K, distractors=D.
 Examples: shapes:32, pathfinder:32:easy:n=20000, imagenet:/data/imagenet, folder:./my_images"""
 
@@ -98,7 +98,7 @@ def parse_data_spec(text: str) -> DataSpec:
                                                          else ""))
     if size < (16 if kind == "pathfinder" else 8):
         raise _bad(text, f"image size {size} is too small")
-    n = keys.get("n", 6000 if kind == "shapes" else 10000)
+    n = keys.get("n", 2000 if kind == "shapes" else 10000)
     n_val = keys.get("val", max(2, n // 5))
     if n < 2 or n_val < 2:
         raise _bad(text, "n and val must be at least 2")

@@ -1,7 +1,7 @@
 """A built-in, seeded image task that a small ViT learns on a laptop CPU in minutes: which shape is drawn?
 
-Six classes (disk, square, triangle, plus, ring, diamond) drawn at a random position and size, in a random
-colour on a random background, with pixel noise. Images are ``uint8 [n, 3, S, S]``; the labels are exactly
+Six classes (disk, square, triangle, plus, ring, diamond) drawn at a random position and size, bright on a
+dark ground (random tints), with pixel noise. Images are ``uint8 [n, 3, S, S]``; the labels are exactly
 balanced (``n`` a multiple of 6) or as close as ``n`` allows. Everything is drawn with numpy from one
 ``numpy.random.Generator`` per split, seeded by ``(seed, split)``: the same arguments give the same bytes.
 """
@@ -63,9 +63,9 @@ def render_shapes(n: int, *, size: int = 32, seed: int = 0, split: str = "train"
         r = rng.uniform(0.2, 0.38, k).astype(np.float32) * size
         cx = rng.uniform(r, size - r).astype(np.float32)
         cy = rng.uniform(r, size - r).astype(np.float32)
-        fg = rng.uniform(0, 255, (k, 3)).astype(np.float32)
-        # the background differs from the foreground by at least 80 grey levels in some channel
-        bg = (fg + rng.choice([-1, 1], (k, 3)) * rng.uniform(80, 175, (k, 3))) % 256
+        # a bright shape on a dark ground, each in a random tint
+        fg = rng.uniform(150, 255, (k, 3)).astype(np.float32)
+        bg = rng.uniform(0, 90, (k, 3)).astype(np.float32)
         m = _masks(xx, yy, cx[:, None, None], cy[:, None, None], r[:, None, None])
         mask = m[labels[lo:hi], np.arange(k)][:, None]  # [k, 1, S, S]
         img = np.where(mask, fg[:, :, None, None], bg[:, :, None, None])

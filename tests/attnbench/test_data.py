@@ -12,7 +12,7 @@ from attnbench.train.data import build_datasets, parse_data_spec
 
 def test_parse_generated_specs():
     s = parse_data_spec("shapes")
-    assert (s.kind, s.size, s.n_train, s.n_val, s.seed, s.generated) == ("shapes", 32, 6000, 1200, 0, True)
+    assert (s.kind, s.size, s.n_train, s.n_val, s.seed, s.generated) == ("shapes", 32, 2000, 400, 0, True)
     p = parse_data_spec("pathfinder:64:hard:n=100:val=20:seed=7:distractors=2")
     assert (p.kind, p.size, p.level, p.n_train, p.n_val, p.seed, p.distractors) == \
         ("pathfinder", 64, "hard", 100, 20, 7, 2)
