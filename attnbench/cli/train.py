@@ -14,8 +14,13 @@ __all__ = ["train"]
 
 def _d(key: str) -> str:
     """The two recipes' defaults for --help."""
-    fmt = (lambda v: "none" if v is None else "on" if v is True else "off" if v is False else f"{v:g}"
-           if isinstance(v, float) else str(v))
+    def fmt(v: Any) -> str:
+        if v is None:
+            return "all" if key == "depth" else "none"
+        if isinstance(v, bool):
+            return "on" if v else "off"
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
     return f"[deit: {fmt(RECIPES['deit'][key])}; small: {fmt(RECIPES['small'][key])}]"
 
 
@@ -30,7 +35,7 @@ lr = --lr x (--batch-size x processes) / --lr-base-batch (linear scaling by the 
 
 \b
 Examples:
-  attnbench train                                    # softmax, vit-tiny, shapes:32 (N=64): minutes on a CPU
+  attnbench train                                    # softmax, vit-tiny-d4, shapes:32 (N=64): minutes on a CPU
   attnbench train --model soft --data pathfinder:32:easy --patch-size 4
   torchrun --nproc_per_node=8 -m attnbench train --model soft --skeleton soft-tiny \\
       --data imagenet:/data/imagenet --out results/imagenet-soft-tiny
@@ -70,6 +75,7 @@ Under torchrun, --batch-size is per process; rank 0 alone writes. --resume conti
 @click.option("--ema/--no-ema", default=None, help=f"Model EMA; the final top-1 is the EMA's when on {_d('ema')}.")
 @click.option("--ema-decay", type=float, help=f"{_d('ema_decay')}")
 @click.option("--workers", type=int, help=f"Data-loader workers per process {_d('workers')}.")
+@click.option("--depth", type=int, help=f"Keep the first D ViT blocks; 0 = all {_d('depth')}.")
 @click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True,
               help="auto = bf16 autocast on CUDA, fp32 on CPU.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
