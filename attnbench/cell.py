@@ -68,6 +68,8 @@ class CellSpec:
         mode: ``infer`` or ``train``.
         hparams: the attention's hyper-parameters as sorted JSON (a dict is accepted and normalised).
         min_time: seconds of timing (``blocked_autorange``); not part of the key.
+        threads: intra-op CPU threads for the whole cell (None: torch's default, one per core); recorded in the
+            row's ``num_threads``; not part of the key.
         shard: ``"i/n"`` of the sweep that ran it, for the row; not part of the key.
     """
 
@@ -80,6 +82,7 @@ class CellSpec:
     mode: str = "infer"
     hparams: str = "{}"
     min_time: float = field(default=0.5, compare=False)
+    threads: int | None = field(default=None, compare=False)
     shard: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -205,6 +208,8 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
         from attnbench.registry import get_attention
         from attnbench.skeletons import build_skeleton
 
+        if spec.threads:
+            torch.set_num_threads(spec.threads)  # before anything runs: a shared machine is oversubscribed otherwise
         entry = get_attention(spec.model)
         _check_device(spec, entry)
         dev = torch.device(spec.device)

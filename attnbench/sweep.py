@@ -50,6 +50,7 @@ class SweepConfig:
         hparams: per-model overrides of the registry defaults, ``{"soft": {"landmarks": 64}}``.
         timeout: seconds per cell before it is killed (status ``timeout``); None for no limit.
         min_time: seconds of timing per cell (``blocked_autorange``).
+        threads: intra-op CPU threads per cell; None: torch's default (one per core).
         mem_limit: bytes of address space a cell may add after start-up (status ``oom`` beyond); None: no cap.
         shard: ``(i, n)``, 0 <= i < n: run every n-th cell starting at i; None: all cells.
         isolation: ``fork`` (cells forked from a pre-imported server: ~0.1 s start) or ``spawn`` (a new
@@ -66,6 +67,7 @@ class SweepConfig:
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
     timeout: float | None = 120.0
     min_time: float = 0.5
+    threads: int | None = None
     mem_limit: int | None = None
     shard: tuple[int, int] | None = None
     isolation: str = "fork"
@@ -128,6 +130,8 @@ def _validate(config: SweepConfig) -> str:
         raise ValueError(f"bad timeout {config.timeout!r}; expected seconds > 0 or None")
     if config.min_time <= 0:
         raise ValueError(f"bad min_time {config.min_time!r}; expected seconds > 0")
+    if config.threads is not None and config.threads < 1:
+        raise ValueError(f"bad threads {config.threads!r}; expected a count >= 1 (or None for one per core)")
     if config.mem_limit is not None and config.mem_limit <= 0:
         raise ValueError(f"bad mem_limit {config.mem_limit!r}; expected bytes > 0 or None")
     if config.isolation not in ("fork", "spawn"):
@@ -167,7 +171,7 @@ def plan_cells(config: SweepConfig, device: str | None = None) -> list[CellSpec]
             for mode in config.modes:
                 cells.append(CellSpec(model=model, skeleton=config.skeleton, seq_len=n, batch=config.batch,
                                       dtype=config.dtype, device=device, mode=mode, hparams=hp,
-                                      min_time=config.min_time, shard=shard))
+                                      min_time=config.min_time, threads=config.threads, shard=shard))
     if config.shard is not None:
         i, n = config.shard
         cells = cells[i::n]

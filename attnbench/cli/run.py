@@ -145,6 +145,9 @@ def check_tiling(skeleton: str, seq_lens: list[int]) -> None:
               help="Seconds per cell before it is killed and recorded as timeout.")
 @click.option("--min-time", default=DEFAULTS["min_time"], type=click.FloatRange(min=0, min_open=True),
               help="Seconds of timing per cell (torch.utils.benchmark blocked_autorange).")
+@click.option("--threads", default=None, type=click.IntRange(min=1),
+              help="CPU threads per cell (torch.set_num_threads)  [default: one per core]. On a shared machine, "
+                   "fewer threads than cores gives steadier latencies.")
 @click.option("--shard", default=None, metavar="I/N", help="Run only shard I of N (0-based) of the cells, e.g. "
                                                            "for SLURM array jobs; join the shards with `report`.")
 @click.option("--hparam", "-p", "hparams", multiple=True, metavar="MODEL.KEY=VALUE",
@@ -154,7 +157,8 @@ def check_tiling(skeleton: str, seq_lens: list[int]) -> None:
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @user_errors
 def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str, device: str, out: str,
-        name: str | None, resume: bool, timeout: float, min_time: float, shard: str | None,
+        name: str | None, resume: bool, timeout: float, min_time: float, threads: int | None,
+        shard: str | None,
         hparams: tuple[str, ...], mem_limit: str | None, no_plots: bool) -> None:
     """Measure params, FLOPs, peak memory and latency of attentions across sequence lengths.
 
@@ -195,7 +199,7 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
     from attnbench.sweep import SweepConfig, run_sweep
 
     config = SweepConfig(models=names, seq_lens=seq_lens, skeleton=skeleton, batch=batch, dtype=dtype, modes=modes,
-                         device=dev, hparams=hp, timeout=timeout, min_time=min_time, mem_limit=mem_bytes,
+                         device=dev, hparams=hp, timeout=timeout, min_time=min_time, threads=threads, mem_limit=mem_bytes,
                          shard=shard_t)
     click.echo(f"attnbench run: {len(names)} models x {len(seq_lens)} N x {len(modes)} modes on {skeleton}, "
                f"{dev}, {dtype}, batch {batch}" + (f", shard {shard_t[0]}/{shard_t[1]}" if shard_t else "")

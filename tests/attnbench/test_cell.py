@@ -49,6 +49,12 @@ def test_forked_cell_row_matches_spawned_one(cell_runner) -> None:
     assert row["num_threads"] == torch.get_num_threads()
 
 
+def test_threads_pin_the_cell(cell_runner) -> None:
+    row = cell_runner.run(spec("ExplicitSoftmax", threads=1), timeout=120)
+    assert row["status"] == "ok", row
+    assert row["num_threads"] == 1
+
+
 @pytest.mark.parametrize("model, kw, status, reason", [
     ("Failing", {}, "error", "deliberate failure"),
     ("NaNOut", {}, "nan", "non-finite"),
