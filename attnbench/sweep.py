@@ -87,7 +87,8 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; use cpu or auto")
+        raise ValueError(f"device {device!r}: CUDA is not available (no CUDA device is visible to torch); "
+                         "use --device cpu or auto")
     idx = int(device.partition(":")[2] or 0)
     if idx >= torch.cuda.device_count():
         raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) visible")

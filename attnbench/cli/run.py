@@ -56,20 +56,12 @@ def parse_mem(text: str | None) -> int | None:
 
 def parse_device(text: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; ``cpu``, ``cuda`` and ``cuda:i`` are checked."""
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
-        raise ValueError(f"bad --device {text!r}; accepted: auto, cpu, cuda, cuda:<index>")
-    if text == "cpu":
-        return text
-    import torch
+    from attnbench.sweep import resolve_device
 
-    if text == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if not torch.cuda.is_available():
-        raise ValueError(f"--device {text}: no CUDA device is visible to torch; use --device cpu or auto")
-    idx = int(text.partition(":")[2] or 0)
-    if idx >= torch.cuda.device_count():
-        raise ValueError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s) visible")
-    return text
+    try:
+        return resolve_device(text)
+    except ValueError as e:
+        raise ValueError(str(e).replace("device", "--device", 1)) from None
 
 
 def default_run_name(skeleton: str, models: str, shard: tuple[int, int] | None = None) -> str:
