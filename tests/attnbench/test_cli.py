@@ -155,26 +155,13 @@ def test_cuda_without_a_gpu_is_a_one_line_error(tmp_path):
 
 # ----------------------------------------------------------------------------- a stand-in engine (contract)
 
+from attnbench.sweep import resolve_device  # noqa: E402  (the stand-ins keep the real device rule)
+
 def fake_engine(monkeypatch, *, interrupt_after: int | None = None):
     """Install an ``attnbench.sweep`` that follows the engine's contract without measuring anything."""
-    from dataclasses import dataclass
+    from attnbench.sweep import SweepConfig  # the real config: the CLI must build exactly what the engine takes
 
     calls: list = []
-
-    @dataclass
-    class SweepConfig:
-        models: list
-        seq_lens: list
-        skeleton: str
-        batch: int
-        dtype: str
-        modes: list
-        device: str
-        hparams: dict
-        timeout: float
-        min_time: float
-        mem_limit: int | None
-        shard: tuple | None
 
     def run_sweep(config, run_dir, *, resume=False, on_cell=None):
         calls.append(config)
@@ -200,7 +187,7 @@ def fake_engine(monkeypatch, *, interrupt_after: int | None = None):
         return load_results(run_dir)
 
     mod = types.ModuleType("attnbench.sweep")
-    mod.SweepConfig, mod.run_sweep = SweepConfig, run_sweep
+    mod.SweepConfig, mod.run_sweep, mod.resolve_device = SweepConfig, run_sweep, resolve_device
     monkeypatch.setitem(sys.modules, "attnbench.sweep", mod)
     return calls
 
@@ -265,7 +252,7 @@ def test_unexpected_error_is_one_line_exit_1(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("engine exploded\nsecond line")
 
-    mod.SweepConfig, mod.run_sweep = (lambda **k: k), boom
+    mod.SweepConfig, mod.run_sweep, mod.resolve_device = (lambda **k: k), boom, resolve_device
     monkeypatch.setitem(sys.modules, "attnbench.sweep", mod)
     r = invoke("run", "--models", "soft", "--seq", "256", "--device", "cpu", "--out", tmp_path)
     assert_one_line_error(r, "internal error: RuntimeError: engine exploded", "ATTNBENCH_DEBUG", code=1,
