@@ -7,6 +7,7 @@ non-attention weights are copied from a reference model built with timm's own At
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,8 @@ from torch import nn
 
 from attnbench.registry import AttentionEntry, get_attention
 
-__all__ = ["SIZES", "SKELETONS", "grid_for", "build_skeleton", "Skeleton", "skeleton_names", "make_timm_attn"]
+__all__ = ["SIZES", "SKELETONS", "grid_for", "build_skeleton", "Skeleton", "skeleton_names", "check_skeleton",
+           "make_timm_attn"]
 
 # timm's ViT sizes (vit_tiny/small/base_patch16_224)
 SIZES: dict[str, dict[str, int]] = {
@@ -34,6 +36,17 @@ def skeleton_names() -> list[str]:
 
 
 SKELETONS = tuple(skeleton_names())
+# vit-<size>-d<depth>: the first <depth> blocks only (a cheaper ViT for CPU training; rows join on this name)
+_VIT = re.compile(r"vit-(tiny|small|base)(?:-d([1-9][0-9]*))?")
+
+
+def check_skeleton(name: str) -> None:
+    """Raise a one-line ValueError naming the accepted skeletons unless ``name`` is one."""
+    m = _VIT.fullmatch(name)
+    if name in SKELETONS or (m and (m[2] is None or int(m[2]) <= SIZES[m[1]]["depth"])):
+        return
+    raise ValueError(f"unknown skeleton {name!r}; accepted: {', '.join(SKELETONS)}, or vit-<size>-d<depth> "
+                     "(the first <depth> blocks, e.g. vit-tiny-d4)")
 
 
 def grid_for(n: int, *, multiple: int = 1, max_aspect: float | None = MAX_ASPECT) -> tuple[int, int]:
@@ -107,6 +120,7 @@ def build_skeleton(skeleton: str, model: str, seq_len: int, *, hparams: dict[str
     ``patch_size`` (ViT skeletons only; default 16) sets the image side per token: small generated images use
     patch 1 or 4 so that e.g. a 32 px image is 1024 or 64 tokens. The pyramid's stem is fixed at stride 4.
     """
+    check_skeleton(skeleton)
     entry = get_attention(model)
     if patch_size is not None and not skeleton.startswith("vit-"):
         raise ValueError(f"patch_size applies to the vit-* skeletons only, not {skeleton!r}")
@@ -121,10 +135,11 @@ def build_skeleton(skeleton: str, model: str, seq_len: int, *, hparams: dict[str
         torch.manual_seed(seed)
         layer = entry.build(dim, heads, seq_len=seq_len, **hparams)
         return Skeleton(_LayerScope(layer, hw), (seq_len, dim), hw, dim, heads, [layer])
-    if skeleton.startswith("vit-") and skeleton[4:] in SIZES:
+    vit_name = _VIT.fullmatch(skeleton)
+    if vit_name:
         import timm.models.vision_transformer as vt
 
-        size = SIZES[skeleton[4:]]
+        size = dict(SIZES[vit_name[1]], **({"depth": int(vit_name[2])} if vit_name[2] else {}))
         hw = grid_for(seq_len)
         common = dict(img_size=(hw[0] * patch, hw[1] * patch), patch_size=patch, num_classes=num_classes,
                       class_token=False, global_pool="avg", drop_path_rate=drop_path_rate, in_chans=in_chans,
@@ -139,7 +154,8 @@ def build_skeleton(skeleton: str, model: str, seq_len: int, *, hparams: dict[str
                         attns)
     if skeleton.startswith("soft-") and skeleton[5:] in PYRAMIDS:
         return _build_pyramid(skeleton[5:], entry, seq_len, hparams, num_classes, seed, drop_path_rate, in_chans)
-    raise ValueError(f"unknown skeleton {skeleton!r}; accepted: {', '.join(skeleton_names())}")
+    check_skeleton(skeleton)
+    raise AssertionError(f"skeleton {skeleton!r} passed the check but has no builder")
 
 
 def _build_pyramid(size: str, entry: AttentionEntry, seq_len: int, hparams: dict[str, Any], num_classes: int,

@@ -101,15 +101,14 @@ def _validate(config: SweepConfig) -> str:
 
     from attnbench.measure.step import DTYPES, MODES
     from attnbench.registry import get_attention
-    from attnbench.skeletons import grid_for, skeleton_names
+    from attnbench.skeletons import check_skeleton, grid_for
 
     if not config.models:
         raise ValueError("no models given; pass registered attention names (see `attnbench list`)")
     entries = {m: get_attention(m) for m in config.models}  # unknown -> ValueError listing the registered ones
     if len(set(config.models)) != len(config.models):
         raise ValueError(f"duplicate models in {config.models}")
-    if config.skeleton not in skeleton_names():
-        raise ValueError(f"unknown skeleton {config.skeleton!r}; accepted: {', '.join(skeleton_names())}")
+    check_skeleton(config.skeleton)
     if not config.seq_lens:
         raise ValueError("no sequence lengths given")
     for n in config.seq_lens:

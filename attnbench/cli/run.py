@@ -174,7 +174,12 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
     shard_t = parse_shard(shard)
     mem_bytes = parse_mem(mem_limit)
     if skeleton not in SKELETON_NAMES:
-        raise ValueError(f"unknown --skeleton {skeleton!r}; accepted: {', '.join(SKELETON_NAMES)}")
+        from attnbench.skeletons import check_skeleton
+
+        try:
+            check_skeleton(skeleton)
+        except ValueError as e:
+            raise ValueError(str(e).replace("unknown skeleton", "unknown --skeleton", 1)) from None
     if resume and not name:
         raise ValueError("--resume needs --name <run> (the folder under --out to finish)")
     from attnbench.registry import parse_models, resolve_hparams

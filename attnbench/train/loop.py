@@ -193,19 +193,16 @@ def train(config: TrainConfig) -> dict[str, Any]:
     steps = len(train_loader)
 
     # -- model, optimizer, schedule, EMA: the DeiT recipe through timm's factories
-    sk = build_skeleton(cfg.skeleton, cfg.model, seq_len, hparams=cfg.hparams, num_classes=info.num_classes,
-                        seed=cfg.seed, drop_path_rate=cfg.drop_path, in_chans=info.in_chans, patch_size=patch)
-    if tuple(sk.input_shape) != (info.in_chans, img, img):
-        raise ValueError(f"{cfg.skeleton} at N={seq_len} expects input {sk.input_shape}, the data gives "
-                         f"{(info.in_chans, img, img)}")
     skeleton = cfg.skeleton
     if cfg.depth:
-        if not hasattr(sk.model, "blocks") or not cfg.skeleton.startswith("vit-"):
+        if not cfg.skeleton.startswith("vit-"):
             raise ValueError(f"--depth applies to vit-* skeletons, not {cfg.skeleton!r} (pass --depth 0)")
-        if cfg.depth < len(sk.model.blocks):
-            sk.model.blocks = sk.model.blocks[:cfg.depth]
-            sk.attn_modules = sk.attn_modules[:cfg.depth]
-            skeleton = f"{cfg.skeleton}-d{cfg.depth}"  # never joins the full-depth efficiency rows
+        skeleton = f"{cfg.skeleton}-d{cfg.depth}"  # a skeleton of its own: `attnbench run --skeleton` takes it too
+    sk = build_skeleton(skeleton, cfg.model, seq_len, hparams=cfg.hparams, num_classes=info.num_classes,
+                        seed=cfg.seed, drop_path_rate=cfg.drop_path, in_chans=info.in_chans, patch_size=patch)
+    if tuple(sk.input_shape) != (info.in_chans, img, img):
+        raise ValueError(f"{skeleton} at N={seq_len} expects input {sk.input_shape}, the data gives "
+                         f"{(info.in_chans, img, img)}")
     raw = sk.model.to(dev)
     model = DistributedDataParallel(raw, device_ids=[dev.index] if cuda else None) if world > 1 else raw
     lr = cfg.lr * global_batch / cfg.lr_base_batch  # linear scaling by the global batch, as DeiT and SOFT

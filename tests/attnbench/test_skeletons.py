@@ -78,3 +78,15 @@ def test_layer_scope_shapes():
 def test_unknown_skeleton_lists_accepted():
     with pytest.raises(ValueError, match="accepted: vit-tiny"):
         build_skeleton("vit-giant", "_sk_a", 64)
+
+
+def test_vit_depth_suffix_builds_the_first_blocks():
+    sk = build_skeleton("vit-tiny-d2", "_sk_a", 16)
+    assert len(sk.model.blocks) == 2 and len(sk.attn_modules) == 2
+    assert sk.model(sk.example_input(1)).shape == (1, 1000)
+
+
+@pytest.mark.parametrize("name", ["vit-tiny-d13", "vit-tiny-d0", "vit-huge-d2", "layer-d2"])
+def test_bad_depth_suffix_is_refused(name):
+    with pytest.raises(ValueError, match="vit-<size>-d<depth>"):
+        build_skeleton(name, "_sk_a", 16)
