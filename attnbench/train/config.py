@@ -24,7 +24,7 @@ DEIT: dict[str, Any] = dict(
 )
 # A short run on generated data on a CPU: no image augmentation (the images are tensors), no Mixup, no EMA (its
 # horizon would exceed the run), one warm-up epoch, lr 1e-3 at this batch (linear scaling still applies), and the
-# first 4 of vit-tiny's 12 blocks (3x cheaper; recorded as skeleton "vit-tiny-d4", so it never joins full-depth rows).
+# first 4 of vit-tiny's 12 blocks (3x cheaper): skeleton "vit-tiny-d4", which `attnbench run --skeleton` also takes.
 SMALL: dict[str, Any] = dict(
     epochs=5, cooldown_epochs=0, batch_size=64, lr=1e-3, lr_base_batch=64, min_lr=1e-5, warmup_lr=1e-6,
     warmup_epochs=1, weight_decay=0.05, opt="adamw", sched="cosine", clip_grad=1.0, drop_path=0.0,
@@ -53,8 +53,8 @@ class TrainConfig:
         recipe: ``auto``, ``deit`` or ``small``.
         epochs .. workers: the recipe fields; ``lr`` is the base rate for a global batch of ``lr_base_batch``
             (the run uses ``lr * batch_size * world_size / lr_base_batch``). ``batch_size`` is per process.
-        depth: keep only the first ``depth`` blocks of a vit-* skeleton (identically initialised); the results row's
-            skeleton becomes ``<skeleton>-d<depth>``. None or 0: the full skeleton.
+        depth: train the skeleton ``<skeleton>-d<depth>`` (the first ``depth`` blocks of a vit-* skeleton; its
+            efficiency rows come from ``attnbench run --skeleton <skeleton>-d<depth>``). None or 0: the full one.
         amp: ``auto`` (bf16 autocast on CUDA, off on CPU), ``bf16``, ``fp16`` (with a GradScaler) or ``off``.
         device: ``auto``, ``cpu`` or ``cuda`` (under torchrun, ``cuda:LOCAL_RANK``).
         seed: the training seed (init, data order, augmentation); generated data has its own ``seed=`` in the spec.
