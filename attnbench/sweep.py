@@ -30,7 +30,7 @@ import pandas as pd
 
 from attnbench.cell import CellRunner, CellSpec, key_of
 
-__all__ = ["SweepConfig", "run_sweep", "plan_cells", "resolve_device"]
+__all__ = ["SweepConfig", "run_sweep", "plan_cells", "resolve_device", "prepare_dir"]
 
 OnCell = Callable[[CellSpec, dict[str, Any], int, int], None]
 
@@ -178,7 +178,8 @@ def plan_cells(config: SweepConfig, device: str | None = None) -> list[CellSpec]
     return cells
 
 
-def _prepare_dir(run_dir: Path) -> None:
+def prepare_dir(run_dir: Path) -> None:
+    """Create ``run_dir`` and prove it writable, or raise a one-line ValueError."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".attnbench-write-test"
@@ -227,7 +228,7 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
 
     device = _validate(config)
     run_dir = Path(run_dir)
-    _prepare_dir(run_dir)
+    prepare_dir(run_dir)
     done_keys = set()
     if resume:
         done_keys = {key_of(r) for r in load_results(run_dir).to_dict("records")}

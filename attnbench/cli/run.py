@@ -88,13 +88,12 @@ def prepare_run_dir(out: str | Path, name: str, resume: bool) -> Path:
         load_results(run_dir)  # a corrupt file fails here, before anything runs
     elif (run_dir / "results.csv").exists():
         raise ValueError(f"run {run_dir} already exists; pass --resume to finish it or choose another --name")
+    from attnbench.sweep import prepare_dir
+
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ValueError(f"cannot write to --out {out}: {e.strerror or e}") from None
+        prepare_dir(run_dir)
+    except ValueError as e:
+        raise ValueError(str(e).replace("the run directory", "--out", 1)) from None
     return run_dir
 
 
