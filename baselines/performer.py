@@ -115,16 +115,21 @@ class PerformerAttention(QKVAttention):
         nb_features: m, the number of random features (paper default 256).
         redraw_interval: redraw the projection before every ``redraw_interval``-th training forward call since
             the last draw (lucidrains' 1000); None never redraws. Eval mode never redraws.
-        seed: seeds the ``torch.Generator`` every draw comes from.
+        seed: seeds the module's ``torch.Generator`` every draw comes from; None (default) takes it from torch's
+            global RNG at construction, so that each layer of a model draws its own features (reproducibly under
+            ``torch.manual_seed``) instead of every layer sharing one W.
         eps: added to every feature after the exp (google-research's 1e-6; 0 for an unbiased estimator).
         ortho_scaling: 0: row norms χ_d (as Gaussian rows); 1: every row norm √d.
         orthogonal: orthogonal blocks (ORF, default) or iid Gaussian rows.
 
-    The projection W ``[m, d]`` is a registered buffer, so ``.to()`` and ``state_dict`` carry it.
+    The projection W ``[m, d]`` is a registered buffer, so ``.to()`` and ``state_dict`` carry it. Draw i is a pure
+    function of (seed, i), and (seed, draws so far, training calls since the last draw) is an int64 buffer too, so
+    a resumed run redraws exactly when, and what, an uninterrupted one would.
     """
 
     def __init__(self, dim: int, num_heads: int = 8, *, qkv_bias: bool = True, attn_drop: float = 0.,
-                 proj_drop: float = 0., nb_features: int = 256, redraw_interval: int | None = 1000, seed: int = 0,
+                 proj_drop: float = 0., nb_features: int = 256, redraw_interval: int | None = 1000,
+                 seed: int | None = None,
                  eps: float = 1e-6, ortho_scaling: int = 0, orthogonal: bool = True,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop,
@@ -136,27 +141,37 @@ class PerformerAttention(QKVAttention):
         if eps < 0:
             raise ValueError(f"eps={eps} must be >= 0")
         check_choice("ortho_scaling", ortho_scaling, (0, 1))
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
         self.nb_features, self.redraw_interval, self.seed, self.eps = nb_features, redraw_interval, seed, eps
         self.ortho_scaling, self.orthogonal = ortho_scaling, orthogonal
-        self.generator = torch.Generator().manual_seed(seed)
-        self.calls_since_redraw = 0
-        self.register_buffer("projection", self._draw().to(device=device), persistent=True)
+        self.draws, self.calls_since_redraw = 0, 0  # python mirrors of feature_state: no device sync per call
+        self.register_buffer("feature_state", torch.tensor([seed, 0, 0], dtype=torch.int64, device=device))
+        self.register_buffer("projection", self._draw(0).to(device=device), persistent=True)
 
-    def _draw(self) -> Tensor:
+    def _draw(self, i: int) -> Tensor:
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + i) % 2**63)
         return gaussian_orthogonal_random_matrix(self.nb_features, self.head_dim, scaling=self.ortho_scaling,
-                                                 orthogonal=self.orthogonal, generator=self.generator)
+                                                 orthogonal=self.orthogonal, generator=g)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self.seed, self.draws, self.calls_since_redraw = (int(v) for v in self.feature_state.tolist())
 
     @torch.no_grad()
     def redraw_projection(self) -> None:
-        """Draw a fresh W from the module's generator, in place (keeps device and dtype)."""
-        self.projection.copy_(self._draw())
+        """Draw the next W of this module's seeded sequence, in place (keeps device and dtype)."""
+        self.draws += 1
+        self.projection.copy_(self._draw(self.draws))
         self.calls_since_redraw = 0
+        self.feature_state[1:] = torch.tensor([self.draws, 0])
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         if self.training and self.redraw_interval is not None:
             if self.calls_since_redraw >= self.redraw_interval:
                 self.redraw_projection()
             self.calls_since_redraw += 1
+            self.feature_state[2] += 1
         out_dtype = v.dtype
         # exp features overflow in half precision: float32 (float64 kept), with autocast off.
         dt = torch.promote_types(q.dtype, torch.float32)

@@ -77,6 +77,28 @@ def test_seeded_and_buffer():
     assert "projection" in a.state_dict() and a.projection.shape == (32, DIM // HEADS)
 
 
+def test_layers_draw_their_own_features_reproducibly():
+    """seed=None: each layer seeds from the global RNG, so layers differ, and torch.manual_seed reproduces them."""
+    torch.manual_seed(7)
+    a, b = B.PerformerAttention(DIM, HEADS, nb_features=32), B.PerformerAttention(DIM, HEADS, nb_features=32)
+    torch.manual_seed(7)
+    a2 = B.PerformerAttention(DIM, HEADS, nb_features=32)
+    assert not torch.equal(a.projection, b.projection)
+    assert torch.equal(a.projection, a2.projection)
+
+
+def test_resumed_module_redraws_like_an_uninterrupted_one():
+    x = torch.randn(1, 16, DIM)
+    run = B.PerformerAttention(DIM, HEADS, nb_features=32, redraw_interval=2, seed=3).train()
+    for _ in range(3):
+        run(x)
+    resumed = B.PerformerAttention(DIM, HEADS, nb_features=32, redraw_interval=2, seed=99).train()
+    resumed.load_state_dict(run.state_dict())  # what a checkpoint carries
+    for _ in range(4):
+        run(x), resumed(x)
+        assert torch.equal(run.projection, resumed.projection)
+
+
 def test_eval_is_frozen_and_deterministic():
     m = B.PerformerAttention(DIM, HEADS, nb_features=32, redraw_interval=1).eval()
     W0 = m.projection.clone()
