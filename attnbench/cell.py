@@ -213,6 +213,8 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
         entry = get_attention(spec.model)
         _check_device(spec, entry)
         dev = torch.device(spec.device)
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)  # the Timer synchronises the current device only
         phase = "build"
         try:
             skel = build_skeleton(spec.skeleton, spec.model, spec.seq_len, hparams=spec.hparams_dict)

@@ -26,6 +26,7 @@ SIZES: dict[str, dict[str, int]] = {
     "base": dict(embed_dim=768, depth=12, num_heads=12),
 }
 PYRAMIDS = ("tiny", "small", "medium", "large", "huge")
+PYRAMID_SOFT_KEYS = ("sampler", "landmarks", "sr_ratio", "conv_kernel")  # set per stage by the SOFT pyramid
 MAX_ASPECT = 4  # a patch grid more elongated than 1:4 is not an image a ViT user would run
 PATCH = 16
 
@@ -168,8 +169,12 @@ def _build_pyramid(size: str, entry: AttentionEntry, seq_len: int, hparams: dict
 
     h, w = grid_for(seq_len, multiple=8)
     grids = [(h >> i, w >> i) for i in range(3)]
-    if entry.cls is soft.SoftAttention and not hparams:
-        kw = None  # the paper's per-stage SOFT settings live in the pyramid
+    if entry.cls is soft.SoftAttention:
+        # the paper's per-stage landmarks (conv, s = 8/4/2) and value conv (k = 9/5/3) live in the pyramid: the
+        # registry's sweep defaults for them (pooled m = 49, k = 3) are dropped, its other defaults (SOFT++'s
+        # symmetric_norm) kept; the caller's ``hparams`` win over both
+        base = {k: v for k, v in entry.defaults.items() if k not in PYRAMID_SOFT_KEYS}
+        kw = [{**base, **hparams}] * 3
     else:
         kw = [entry.hparams(hparams, seq_len=gh * gw) for gh, gw in grids]
     torch.manual_seed(seed)

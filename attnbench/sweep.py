@@ -30,7 +30,7 @@ import pandas as pd
 
 from attnbench.cell import CellRunner, CellSpec, key_of
 
-__all__ = ["SweepConfig", "run_sweep", "plan_cells", "resolve_device", "prepare_dir"]
+__all__ = ["SweepConfig", "run_sweep", "plan_cells", "validate", "resolve_device", "prepare_dir"]
 
 OnCell = Callable[[CellSpec, dict[str, Any], int, int], None]
 
@@ -95,7 +95,7 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _validate(config: SweepConfig) -> str:
+def validate(config: SweepConfig) -> str:
     """Check everything that can be checked before a cell runs; returns the resolved device."""
     import inspect
 
@@ -149,33 +149,52 @@ def _validate(config: SweepConfig) -> str:
             if bad:
                 raise ValueError(f"{model} has no hyper-parameter {bad[0]!r}; accepted: "
                                  f"{', '.join(p for p in params if p not in ('self', 'dim', 'num_heads'))}")
+        if not config.skeleton.startswith("soft-"):  # the pyramid sets per-stage values; it checks at build time
+            _check_values(entries[model], hp, max(config.seq_lens))
     return resolve_device(config.device)
+
+
+def _check_values(entry: Any, hp: dict[str, Any], seq_len: int) -> None:
+    """Build the attention once (ViT-Tiny width, the largest N) so that a bad value fails before the sweep,
+    not as a row per cell."""
+    import torch
+
+    try:
+        with torch.device("meta"):  # no memory, no init cost
+            entry.build(192, 3, seq_len=seq_len, **hp)
+    except (TypeError, ValueError) as e:
+        values = ", ".join(f"{k}={v!r}" for k, v in hp.items())
+        raise ValueError(f"bad hyper-parameters for {entry.name} ({values}): {str(e).splitlines()[0]}") from None
 
 
 def plan_cells(config: SweepConfig, device: str | None = None) -> list[CellSpec]:
     """Every cell of the sweep in its stable order (model, N, mode), then this shard's share of it.
 
     ``hparams`` in each spec are the registry defaults merged under the config's overrides (what the module is
-    actually built with; ``seq_len`` excluded), so a changed default is a new cell, not a resumed one.
+    actually built with; ``seq_len`` excluded), so a changed default is a new cell, not a resumed one. In the SOFT
+    pyramid (``soft-*``) the stages set their own attention settings, so there they are the overrides alone.
+    A shard takes every n-th (model, N) pair, all modes of a pair together, so that shards get a mix of N.
     """
     from attnbench.registry import get_attention
 
     device = device or resolve_device(config.device)
     shard = f"{config.shard[0]}/{config.shard[1]}" if config.shard else None
-    cells = []
+    pyramid = config.skeleton.startswith("soft-")
+    groups: list[list[CellSpec]] = []
     for model in config.models:
         entry = get_attention(model)
         overrides = config.hparams.get(model, {})
         for n in config.seq_lens:
-            hp = {k: v for k, v in entry.hparams(overrides, seq_len=n).items() if k != "seq_len"}
-            for mode in config.modes:
-                cells.append(CellSpec(model=model, skeleton=config.skeleton, seq_len=n, batch=config.batch,
-                                      dtype=config.dtype, device=device, mode=mode, hparams=hp,
-                                      min_time=config.min_time, threads=config.threads, shard=shard))
+            hp = dict(overrides) if pyramid else {
+                k: v for k, v in entry.hparams(overrides, seq_len=n).items() if k != "seq_len"}
+            groups.append([CellSpec(model=model, skeleton=config.skeleton, seq_len=n, batch=config.batch,
+                                    dtype=config.dtype, device=device, mode=mode, hparams=hp,
+                                    min_time=config.min_time, threads=config.threads, shard=shard)
+                           for mode in config.modes])
     if config.shard is not None:
         i, n = config.shard
-        cells = cells[i::n]
-    return cells
+        groups = groups[i::n]
+    return [cell for group in groups for cell in group]
 
 
 def prepare_dir(run_dir: Path) -> None:
@@ -226,7 +245,7 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
     """
     from attnbench.results import append_row, load_results, write_parquet
 
-    device = _validate(config)
+    device = validate(config)
     run_dir = Path(run_dir)
     prepare_dir(run_dir)
     done_keys = set()

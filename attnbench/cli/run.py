@@ -190,13 +190,14 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
         raise ValueError(f"--hparam given for {', '.join(unused)}, which is not in --models ({', '.join(names)})")
     check_tiling(skeleton, seq_lens)
     dev = parse_device(device)
-    run_dir = prepare_run_dir(out, name or default_run_name(skeleton, models, shard_t), resume)
 
-    from attnbench.sweep import SweepConfig, run_sweep
+    from attnbench.sweep import SweepConfig, run_sweep, validate
 
     config = SweepConfig(models=names, seq_lens=seq_lens, skeleton=skeleton, batch=batch, dtype=dtype, modes=modes,
-                         device=dev, hparams=hp, timeout=timeout, min_time=min_time, threads=threads, mem_limit=mem_bytes,
-                         shard=shard_t)
+                         device=dev, hparams=hp, timeout=timeout, min_time=min_time, threads=threads,
+                         mem_limit=mem_bytes, shard=shard_t)
+    validate(config)  # every check before the run directory exists
+    run_dir = prepare_run_dir(out, name or default_run_name(skeleton, models, shard_t), resume)
     click.echo(f"attnbench run: {len(names)} models x {len(seq_lens)} N x {len(modes)} modes on {skeleton}, "
                f"{dev}, {dtype}, batch {batch}" + (f", shard {shard_t[0]}/{shard_t[1]}" if shard_t else "")
                + f" -> {run_dir}", err=True)

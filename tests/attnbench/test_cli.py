@@ -155,7 +155,14 @@ def test_cuda_without_a_gpu_is_a_one_line_error(tmp_path):
 
 # ----------------------------------------------------------------------------- a stand-in engine (contract)
 
-from attnbench.sweep import resolve_device  # noqa: E402  (the stand-ins keep the real device rule)
+
+def _stand_in_sweep() -> types.ModuleType:
+    """A copy of ``attnbench.sweep`` whose ``run_sweep`` a test replaces (config, checks and helpers stay real)."""
+    import attnbench.sweep as real
+
+    mod = types.ModuleType("attnbench.sweep")
+    mod.__dict__.update({k: v for k, v in vars(real).items() if not k.startswith("__")})
+    return mod
 
 def fake_engine(monkeypatch, *, interrupt_after: int | None = None):
     """Install an ``attnbench.sweep`` that follows the engine's contract without measuring anything."""
@@ -186,8 +193,8 @@ def fake_engine(monkeypatch, *, interrupt_after: int | None = None):
                 on_cell(None, row, i + 1, len(cells))
         return load_results(run_dir)
 
-    mod = types.ModuleType("attnbench.sweep")
-    mod.SweepConfig, mod.run_sweep, mod.resolve_device = SweepConfig, run_sweep, resolve_device
+    mod = _stand_in_sweep()
+    mod.run_sweep = run_sweep
     monkeypatch.setitem(sys.modules, "attnbench.sweep", mod)
     return calls
 
@@ -246,13 +253,19 @@ def test_report_joins_runs_into_a_new_run_dir(tmp_path, monkeypatch):
     assert "Relative to `softmax`" in md and "Runs: p0, p1" in md
 
 
+def test_bad_hparam_value_is_refused_before_the_run_dir_exists(tmp_path):
+    assert_one_line_error(invoke("run", "--models", "soft", "-p", "soft.landmarks=abc", "--seq", "256",
+                                 "--out", tmp_path), "bad hyper-parameters for soft", "landmarks")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unexpected_error_is_one_line_exit_1(tmp_path, monkeypatch):
-    mod = types.ModuleType("attnbench.sweep")
+    mod = _stand_in_sweep()
 
     def boom(*a, **k):
         raise RuntimeError("engine exploded\nsecond line")
 
-    mod.SweepConfig, mod.run_sweep, mod.resolve_device = (lambda **k: k), boom, resolve_device
+    mod.run_sweep = boom
     monkeypatch.setitem(sys.modules, "attnbench.sweep", mod)
     r = invoke("run", "--models", "soft", "--seq", "256", "--device", "cpu", "--out", tmp_path)
     assert_one_line_error(r, "internal error: RuntimeError: engine exploded", "ATTNBENCH_DEBUG", code=1,

@@ -90,3 +90,17 @@ def test_vit_depth_suffix_builds_the_first_blocks():
 def test_bad_depth_suffix_is_refused(name):
     with pytest.raises(ValueError, match="vit-<size>-d<depth>"):
         build_skeleton(name, "_sk_a", 16)
+
+
+@pytest.mark.parametrize("model,norm", [("soft", False), ("soft++", True)])
+def test_pyramid_keeps_the_papers_stage_settings(model, norm):
+    """The registry's sweep defaults (pooled m = 49, k = 3) never replace the paper's per-stage SOFT settings."""
+    sk = build_skeleton("soft-tiny", model, 3136)
+    stages = {m.num_landmarks(hw): m for m, hw in zip(sk.attn_modules, [(56, 56)] + [(28, 28)] * 2 + [(14, 14)] * 3)}
+    assert set(stages) == {49}  # s = 8, 4, 2 at 56, 28, 14
+    assert [m.local_conv.conv.kernel_size[0] for m in sk.attn_modules] == [9, 5, 5, 3, 3, 3]
+    assert all(type(m.sampler).__name__ == "ConvLandmarks" and m.symmetric_norm is norm for m in sk.attn_modules)
+    import timm
+
+    paper = timm.create_model("soft_tiny")
+    assert sum(p.numel() for p in sk.model.parameters()) == sum(p.numel() for p in paper.parameters())

@@ -68,6 +68,17 @@ def test_shards_are_disjoint_and_cover_the_sweep() -> None:
     assert sum(len(k) for k in keys) == 12 and set().union(*keys) == {c.key() for c in full}
     assert all(c.shard == f"{i}/5" for i, s in enumerate(shards) for c in s)
     assert [c.key() for c in full[:2]] == [c.key() for c in plan_cells(base)[:2]]  # stable order
+    halves = [plan_cells(cfg(models=[OK, FAIL], seq_lens=[16, 64, 144], modes=["infer", "train"], shard=(i, 2)))
+              for i in range(2)]
+    for half in halves:  # both modes of a (model, N) stay together, and each shard gets a mix of N and modes
+        assert {c.mode for c in half} == {"infer", "train"} and len({c.seq_len for c in half}) > 1
+        assert len(half) == 6
+
+
+def test_pyramid_cells_carry_only_the_overrides() -> None:
+    cells = plan_cells(SweepConfig(models=["soft", "soft++"], seq_lens=[3136], skeleton="soft-tiny", device="cpu",
+                                   hparams={"soft": {"newton_iters": 10}}))
+    assert [c.hparams_dict for c in cells] == [{"newton_iters": 10}, {}]
 
 
 def test_sweep_rows_failures_resume(tmp_path: Path, cell_runner) -> None:
