@@ -222,7 +222,10 @@ def _write_meta(run_dir: Path, config: SweepConfig, device: str, resume: bool) -
     write_meta(run_dir, meta)
 
 
-def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool = False,
+RETRYABLE = ("error", "timeout", "oom", "nan")
+
+
+def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool = False, retry_failed: bool = False,
               on_cell: OnCell | None = None, runner: CellRunner | None = None) -> pd.DataFrame:
     """Run the sweep into ``run_dir`` and return all of its rows (earlier ones included when resuming).
 
@@ -231,6 +234,8 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
         run_dir: the run directory (created if missing).
         resume: skip cells whose key already has a row in ``run_dir/results.csv``. Without it, an existing
             ``results.csv`` is appended to as well: keys are not deduplicated (pass ``resume=True``).
+        retry_failed: with ``resume``, run again the cells whose latest row is ``error``, ``timeout``, ``oom`` or
+            ``nan`` (e.g. after raising ``timeout``); the new row is appended and reports keep the latest one.
         on_cell: ``on_cell(spec, row, done, total)`` after every cell (a progress bar); ``done`` counts this
             run's cells, skipped ones included.
         runner: a :class:`CellRunner` to reuse (its warm fork server saves the start-up in a notebook or across
@@ -250,7 +255,8 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
     prepare_dir(run_dir)
     done_keys = set()
     if resume:
-        done_keys = {key_of(r) for r in load_results(run_dir).to_dict("records")}
+        latest = {key_of(r): r["status"] for r in load_results(run_dir).to_dict("records")}
+        done_keys = {k for k, status in latest.items() if not (retry_failed and status in RETRYABLE)}
     cells = plan_cells(config, device)
     total = len(cells)
     _write_meta(run_dir, config, device, resume)

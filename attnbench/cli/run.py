@@ -132,6 +132,8 @@ def check_tiling(skeleton: str, seq_lens: list[int]) -> None:
               help="Parent folder of run directories.")
 @click.option("--name", default=None, help="Run directory name under --out  [default: <timestamp>-<skeleton>-<models>]")
 @click.option("--resume", is_flag=True, help="Finish run --name: cells that already have a row are not re-run.")
+@click.option("--retry-failed", is_flag=True, help="With --resume, also re-run cells whose row is error, timeout, "
+                                                   "oom or nan (e.g. after raising --timeout).")
 @click.option("--timeout", default=DEFAULTS["timeout"], type=click.FloatRange(min=0, min_open=True),
               help="Seconds per cell before it is killed and recorded as timeout.")
 @click.option("--min-time", default=DEFAULTS["min_time"], type=click.FloatRange(min=0, min_open=True),
@@ -148,7 +150,7 @@ def check_tiling(skeleton: str, seq_lens: list[int]) -> None:
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @user_errors
 def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str, device: str, out: str,
-        name: str | None, resume: bool, timeout: float, min_time: float, threads: int | None,
+        name: str | None, resume: bool, retry_failed: bool, timeout: float, min_time: float, threads: int | None,
         shard: str | None,
         hparams: tuple[str, ...], mem_limit: str | None, no_plots: bool) -> None:
     """Measure params, FLOPs, peak memory and latency of attentions across sequence lengths.
@@ -179,6 +181,8 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
             check_skeleton(skeleton)
         except ValueError as e:
             raise ValueError(str(e).replace("unknown skeleton", "unknown --skeleton", 1)) from None
+    if retry_failed and not resume:
+        raise ValueError("--retry-failed goes with --resume --name <run> (the run whose failed cells to re-run)")
     if resume and not name:
         raise ValueError("--resume needs --name <run> (the folder under --out to finish)")
     from attnbench.registry import parse_models, resolve_hparams
@@ -203,7 +207,7 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
                + f" -> {run_dir}", err=True)
     t0 = time.perf_counter()
     try:
-        _sweep_with_progress(run_sweep, config, run_dir, resume)
+        _sweep_with_progress(run_sweep, config, run_dir, resume, retry_failed)
     except KeyboardInterrupt:
         kept = _finalize(run_dir, plots=False, quiet=True)
         abort(f"interrupted: {kept} finished rows kept in {run_dir}; finish with "
@@ -211,7 +215,7 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
     _finalize(run_dir, plots=not no_plots, quiet=False, elapsed=time.perf_counter() - t0)
 
 
-def _sweep_with_progress(run_sweep: Any, config: Any, run_dir: Path, resume: bool) -> Any:
+def _sweep_with_progress(run_sweep: Any, config: Any, run_dir: Path, resume: bool, retry_failed: bool = False) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from attnbench.cli._render import console as _console
@@ -231,7 +235,7 @@ def _sweep_with_progress(run_sweep: Any, config: Any, run_dir: Path, resume: boo
                 reason = str(row.get("reason") or "").splitlines()[0][:100] if row.get("reason") else ""
                 progress.console.print(f"[yellow]{what}: {status}[/] {reason}")
 
-        return run_sweep(config, run_dir, resume=resume, on_cell=on_cell)
+        return run_sweep(config, run_dir, resume=resume, retry_failed=retry_failed, on_cell=on_cell)
 
 
 def _finalize(run_dir: Path, *, plots: bool, quiet: bool, elapsed: float | None = None) -> int:

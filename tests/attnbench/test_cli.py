@@ -170,7 +170,7 @@ def fake_engine(monkeypatch, *, interrupt_after: int | None = None):
 
     calls: list = []
 
-    def run_sweep(config, run_dir, *, resume=False, on_cell=None):
+    def run_sweep(config, run_dir, *, resume=False, retry_failed=False, on_cell=None):
         calls.append(config)
         cells = [(m, n, mode) for m in config.models for n in config.seq_lens for mode in config.modes]
         done_keys = set()

@@ -105,6 +105,12 @@ def test_sweep_rows_failures_resume(tmp_path: Path, cell_runner) -> None:
     assert again == [144, 144] and len(df2) == 6
     assert len(json.loads((run / "meta.json").read_text())["resumed"]) == 2
 
+    # retry_failed: only the error cells run again, and their new rows are appended
+    retried = []
+    df3 = run_sweep(cfg(models=[OK, FAIL], seq_lens=[16, 64, 144]), run, resume=True, retry_failed=True,
+                    runner=cell_runner, on_cell=lambda spec, row, done, total: retried.append(spec.model))
+    assert retried == [FAIL] * 3 and len(df3) == 9
+
 
 def test_resume_refuses_a_corrupt_results_file(tmp_path: Path) -> None:
     run = tmp_path / "run"
