@@ -67,7 +67,7 @@ class CellSpec:
         device: ``cpu``, ``cuda`` or ``cuda:i``.
         mode: ``infer`` or ``train``.
         hparams: the attention's hyper-parameters as sorted JSON (a dict is accepted and normalised).
-        min_time: seconds of timing (``blocked_autorange``); not part of the key.
+        min_time: seconds of timing (at least 7 ``Timer.timeit`` blocks); not part of the key.
         threads: intra-op CPU threads for the whole cell (None: torch's default, one per core); recorded in the
             row's ``num_threads``; not part of the key.
         shard: ``"i/n"`` of the sweep that ran it, for the row; not part of the key.

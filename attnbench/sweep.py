@@ -49,7 +49,7 @@ class SweepConfig:
         device: ``auto`` (cuda if available, else cpu), ``cpu``, ``cuda`` or ``cuda:i``.
         hparams: per-model overrides of the registry defaults, ``{"soft": {"landmarks": 64}}``.
         timeout: seconds per cell before it is killed (status ``timeout``); None for no limit.
-        min_time: seconds of timing per cell (``blocked_autorange``).
+        min_time: seconds of timing per cell (at least 7 ``Timer.timeit`` blocks, see ``measure.latency``).
         threads: intra-op CPU threads per cell; None: torch's default (one per core).
         mem_limit: bytes of address space a cell may add after start-up (status ``oom`` beyond); None: no cap.
         shard: ``(i, n)``, 0 <= i < n: run every n-th cell starting at i; None: all cells.

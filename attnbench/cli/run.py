@@ -124,7 +124,7 @@ def check_tiling(skeleton: str, seq_lens: list[int]) -> None:
                    "at ViT-Tiny width; vit-* are timm ViTs with exactly N tokens.")
 @click.option("--batch", "-b", default=DEFAULTS["batch"], type=click.IntRange(min=1),
               help="Batch size (never changed silently: an OOM is a row with status oom).")
-@click.option("--dtype", default=DEFAULTS["dtype"], type=click.Choice(DTYPES), help="Parameter and input dtype.")
+@click.option("--dtype", default=DEFAULTS["dtype"], type=click.Choice(DTYPES), help="Autocast dtype (weights and inputs stay fp32; bf16/fp16 run matmuls under torch.autocast).")
 @click.option("--mode", default=DEFAULTS["mode"], help="infer (forward, no grad), train (forward+backward+step), "
                                                        "or both: infer,train.")
 @click.option("--device", default=DEFAULTS["device"], help="auto, cpu, cuda or cuda:<index>.")
@@ -137,7 +137,7 @@ def check_tiling(skeleton: str, seq_lens: list[int]) -> None:
 @click.option("--timeout", default=DEFAULTS["timeout"], type=click.FloatRange(min=0, min_open=True),
               help="Seconds per cell before it is killed and recorded as timeout.")
 @click.option("--min-time", default=DEFAULTS["min_time"], type=click.FloatRange(min=0, min_open=True),
-              help="Seconds of timing per cell (torch.utils.benchmark blocked_autorange).")
+              help="Seconds of timing per cell (torch.utils.benchmark Timer; at least 7 blocks).")
 @click.option("--threads", default=None, type=click.IntRange(min=1),
               help="CPU threads per cell (torch.set_num_threads)  [default: one per core]. On a shared machine, "
                    "fewer threads than cores gives steadier latencies.")
