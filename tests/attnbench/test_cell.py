@@ -42,7 +42,7 @@ def test_spawned_cell_measures_everything() -> None:
     assert row["wall_s"] > 0 and row["model"] == T + "ExplicitSoftmax" and row["seq_len"] == 64
 
 
-def test_forked_cell_row_matches_spawned_one(cell_runner) -> None:
+def test_forked_cell_measures_a_train_step(cell_runner) -> None:
     row = cell_runner.run(spec("ExplicitSoftmax", mode="train"), timeout=120)
     assert row["status"] == "ok", row
     assert row["mode"] == "train" and row["attn_macs"] == row["attn_macs_formula"]
