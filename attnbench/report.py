@@ -12,11 +12,15 @@ Tables:
   and memory ratio (model memory / baseline memory; < 1 is leaner), as in Long Range Arena's Table 2.
 - **break_even**: the N where a method becomes cheaper than the baseline, interpolated log-log between the two
   measured lengths that bracket it, or a note saying it was not bracketed.
-- **paper**: training rows (top1, top5) joined with efficiency rows on (model, skeleton, seq_len).
+- **paper**: training rows (top1, top5, their own params and MACs) joined with efficiency rows on (model, skeleton,
+  seq_len) for peak memory, latency and throughput (:mod:`attnbench.report_paper`).
 
-The module keeps tables, formatting and rendering together (about 600 lines) so that a notebook user reads one
-file. Numbers are shown only to the significant figures their IQR supports; a cell whose IQR exceeds 10 % of its median
-is marked noisy (as ``torch.utils.benchmark`` does).
+A model present with several distinct ``hparams`` values is shown as one model per value, labelled with the keys that
+differ (``soft[landmarks=64]``, see :func:`variant_labels`).
+
+The module keeps tables, formatting and rendering together (the paper table apart, in ``report_paper``). Numbers
+are shown only to the significant figures their IQR supports; a cell whose IQR exceeds 10 % of its median is marked
+noisy (as ``torch.utils.benchmark`` does).
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ from attnbench.results import ALL_COLUMNS, KEY_COLUMNS, load_results, read_meta
 
 __all__ = ["Report", "report", "load_runs", "absolute_table", "relative_table", "break_even", "paper_table",
            "choose_baseline", "render_markdown", "to_markdown", "machine_line", "fmt_sig", "fmt_latency",
-           "BASELINES", "NOISY", "REPORT_NAME"]
+           "BASELINES", "NOISY", "REPORT_NAME", "variant_labels", "MEASURES_NOTE"]
 
 BASELINES = ("softmax", "softmax-math", "softmax-xformers")  # the first one present is the reference
 NOISY = 0.10  # IQR / median above this marks a cell noisy
@@ -43,6 +47,15 @@ GROUP = ["skeleton", "batch", "dtype", "device", "mode"]  # one table per combin
 NOISE_MARK = "†"
 NO_SPREAD_MARK = "‡"
 DASH = "—"
+# what the numbers are, worded as attnbench.measure.{memory,flops,step} and attnbench.cell measure them
+MEASURES_NOTE = (
+    "What is measured: **peak mem** = growth of peak memory during one step over what was live before it: the "
+    "built model and inputs, after a warm-up step (train mode: parameters and the AdamW state the warm-up step "
+    "allocated are in the baseline; gradients are allocated and freed inside each step, so they count in the "
+    "peak). CUDA: tensor memory from the caching allocator (`max_memory_allocated` minus what was allocated "
+    "before); CPU: the process's resident high-water mark (`VmHWM`) above its resident size before the step. "
+    "**GMACs** = multiply-accumulates of matmul-class ops in one forward pass at the cell's batch (fvcore, "
+    "`no_grad`), the same count in both modes: a training step costs about 3×.")
 
 
 # ------------------------------------------------------------------------------------------------ loading
@@ -121,6 +134,51 @@ def _model_order(df: pd.DataFrame, baseline: str | None = None) -> list[str]:
     return ([baseline] if baseline in seen else []) + [m for m in seen if m != baseline]
 
 
+def _canon_hparams(v: Any) -> str:
+    """One spelling per hparams value (sorted JSON; missing -> ``{}``), so equal settings compare equal."""
+    return json.dumps(_parse_hparams(v), sort_keys=True, default=str)
+
+
+def _hp_text(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
+
+
+def variant_labels(df: pd.DataFrame) -> pd.Series:
+    """Each row's model label: the model's name, or, when the frame holds that model with more than one distinct
+    ``hparams`` value, the name plus the keys whose values differ between its variants (``soft[landmarks=64]``;
+    a key a variant does not set shows ``default``). Variants are thereby separate models in every table."""
+    model = df["model"].astype(str)
+    if df.empty or "hparams" not in df.columns:
+        return model
+    canon = df["hparams"].map(_canon_hparams)
+    labels = model.copy()
+    for m in dict.fromkeys(model):
+        sel = model == m
+        variants = list(dict.fromkeys(canon[sel]))
+        if len(variants) < 2:
+            continue
+        dicts = [json.loads(v) for v in variants]
+        keys = sorted({k for d in dicts for k in d
+                       if len({json.dumps(x.get(k), sort_keys=True, default=str) if k in x else None
+                               for x in dicts}) > 1})
+        names = {v: f"{m}[" + ",".join(f"{k}={_hp_text(d[k]) if k in d else 'default'}" for k in keys) + "]"
+                 for v, d in zip(variants, dicts)}
+        labels[sel] = canon[sel].map(names)
+    return labels
+
+
+def _labelled(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``model`` replaced by :func:`variant_labels` and the name kept in ``model_base`` (idempotent)."""
+    labels = variant_labels(df)
+    if "model_base" in df.columns and labels.equals(df["model"].astype(str)):
+        return df
+    out = df.copy()
+    if "model_base" not in out.columns:
+        out["model_base"] = out["model"]
+    out["model"] = labels
+    return out
+
+
 def _groups(df: pd.DataFrame):
     """Yield (key dict, frame) per (skeleton, batch, dtype, device, mode), in a stable order."""
     cols = [c for c in GROUP if c in df.columns]
@@ -133,18 +191,40 @@ def _groups(df: pd.DataFrame):
 # ------------------------------------------------------------------------------------------------ tables
 
 def choose_baseline(df: pd.DataFrame, baseline: str | None = None) -> str | None:
-    """``baseline`` if given (must be present), else the first of BASELINES present, else None."""
-    models = set(df["model"].astype(str)) if not df.empty else set()
+    """``baseline`` if given (must be present), else the first of BASELINES present, else None.
+
+    Models are matched as :func:`variant_labels` shows them; a name held in several hparams variants resolves to
+    its first variant in the frame's order (``softmax`` -> ``softmax[impl=sdpa]``).
+    """
+    df = _labelled(df) if not df.empty else df
+    models = list(dict.fromkeys(df["model"].astype(str))) if not df.empty else []
+    bases = list(df["model_base"].astype(str)) if "model_base" in df.columns else list(df["model"].astype(str))
+
+    def first_variant(name: str) -> str | None:
+        if name in models:
+            return name
+        return next((lab for lab, b in zip(df["model"].astype(str), bases) if b == name), None)
+
     if baseline is not None:
-        if baseline not in models:
+        found = first_variant(baseline)
+        if found is None:
             raise ValueError(f"baseline {baseline!r} has no rows; models present: {', '.join(sorted(models))}")
-        return baseline
-    return next((b for b in BASELINES if b in models), None)
+        return found
+    return next((v for v in map(first_variant, BASELINES) if v is not None), None)
+
+
+def _baseline_note(df: pd.DataFrame, base: str) -> str:
+    """`` (`softmax` has 2 hparams variants here; the first in the frame's order is the baseline)`` or ``""``."""
+    df = _labelled(df)
+    name = next(iter(df.loc[df["model"] == base, "model_base"].astype(str)), base)
+    n = df.loc[df["model_base"].astype(str) == name, "model"].nunique()
+    return "" if name == base or n < 2 else \
+        f" (`{name}` has {n} hparams variants here; the first in the frame's order is the baseline)"
 
 
 def absolute_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per cell with units in the column names: params_m, gmacs, attn_gmacs, peak_mem_mib, latency, status."""
-    df = _ensure_schema(_efficiency(df))
+    df = _labelled(_ensure_schema(_efficiency(df)))
     out = df[GROUP + ["model", "seq_len"]].copy()
     out["params_m"] = df["params"] / 1e6
     out["gmacs"] = df["macs"] / 1e9
@@ -164,7 +244,7 @@ def relative_table(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFram
     memory / baseline peak memory), macs_ratio, noisy, status, baseline_status. Ratios are NaN when either cell
     is not ``ok``. Empty when no baseline is present.
     """
-    df = _ensure_schema(_efficiency(df))
+    df = _labelled(_ensure_schema(_efficiency(df)))
     base = choose_baseline(df, baseline)
     cols = GROUP + ["model", "seq_len", "speedup", "mem_ratio", "macs_ratio", "noisy", "status", "baseline_status"]
     if base is None:
@@ -235,24 +315,11 @@ def break_even(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
 
 
 def paper_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Training rows (top1/top5) joined with ``ok`` infer efficiency rows on (model, skeleton, seq_len)."""
-    df = _ensure_schema(df)
-    train = df[_train_mask(df)]
-    cols = ["model", "skeleton", "seq_len", "params_m", "gmacs", "peak_mem_mib", "latency_ms_median",
-            "latency_ms_iqr", "top1", "top5", "epochs", "dataset", "train_hours"]
-    if train.empty:
-        return pd.DataFrame(columns=cols)
-    eff = _efficiency(df)
-    eff = eff[eff["status"] == "ok"].sort_values("mode", key=lambda s: s != "infer")  # infer rows first
-    eff = eff.drop_duplicates(["model", "skeleton", "seq_len"])
-    eff = eff.assign(params_m=eff["params"] / 1e6, gmacs=eff["macs"] / 1e9, peak_mem_mib=eff["peak_mem_bytes"] / 2**20)
-    t = train[["model", "skeleton", "seq_len", "top1", "top5", "epochs", "dataset", "train_hours", "params", "macs"]]
-    t = t[t["top1"].notna()]
-    j = t.merge(eff[["model", "skeleton", "seq_len", "params_m", "gmacs", "peak_mem_mib", "latency_ms_median",
-                     "latency_ms_iqr"]], on=["model", "skeleton", "seq_len"], how="left")
-    j["params_m"] = j["params_m"].fillna(j["params"] / 1e6)  # no efficiency row: the training run's own count
-    j["gmacs"] = j["gmacs"].fillna(j["macs"] / 1e9)
-    return j[cols].sort_values(["skeleton", "seq_len", "top1"], ascending=[True, True, False]).reset_index(drop=True)
+    """Training rows (top1/top5, their own params and MACs) joined with one ``ok`` efficiency row each on
+    (model, skeleton, seq_len) for memory, latency and throughput; see :mod:`attnbench.report_paper`."""
+    from attnbench.report_paper import paper_table as table  # imported here: report_paper builds on this module
+
+    return table(df)
 
 
 # ------------------------------------------------------------------------------------------------ formatting
@@ -390,14 +457,9 @@ def break_even_display(be: pd.DataFrame) -> pd.DataFrame:
 
 def paper_display(paper: pd.DataFrame) -> pd.DataFrame:
     """The paper-style table's cells as display strings."""
-    return pd.DataFrame({
-        "model": paper["model"], "skeleton": paper["skeleton"], "N": paper["seq_len"].map(lambda n: f"{int(n):,}"),
-        "params (M)": paper["params_m"].map(fmt_sig), "GMACs": paper["gmacs"].map(fmt_sig),
-        "peak mem (MiB)": paper["peak_mem_mib"].map(fmt_sig),
-        "latency (ms)": [fmt_latency(m, i) for m, i in zip(paper["latency_ms_median"], paper["latency_ms_iqr"])],
-        "top-1 (%)": paper["top1"].map(fmt_sig), "top-5 (%)": paper["top5"].map(fmt_sig),
-        "epochs": paper["epochs"].map(lambda v: DASH if pd.isna(v) else f"{v:g}" if isinstance(v, float) else str(v)),
-        "dataset": paper["dataset"].fillna(DASH)})
+    from attnbench.report_paper import paper_display as display
+
+    return display(paper)
 
 
 def machine_line(meta: dict[str, Any]) -> str:
@@ -418,13 +480,14 @@ def machine_line(meta: dict[str, Any]) -> str:
 
 
 def _hparams_lines(df: pd.DataFrame) -> list[str]:
+    df = _labelled(df)
     lines = []
     for model in _model_order(df):
         vals = sorted({str(h) for h in df.loc[df["model"] == model, "hparams"] if h is not None and not pd.isna(h)})
         if not vals:
             continue
         lines.append(f"- `{model}`: " + "; ".join(f"`{v}`" for v in vals))
-        if model in ("soft", "soft++"):
+        if str(df.loc[df["model"] == model, "model_base"].iloc[0]) in ("soft", "soft++"):
             for v in vals:
                 hp = _parse_hparams(v)
                 if "landmarks" in hp:
@@ -459,7 +522,7 @@ def render_markdown(df: pd.DataFrame, metas: list[dict[str, Any]] | None = None,
                     baseline: str | None = None, runs: list[str] | None = None) -> str:
     """The whole report.md: machine line, absolute, relative, break-even and paper tables, hparams, failures."""
     df = _ensure_schema(df)
-    eff = _efficiency(df)
+    eff = _labelled(_efficiency(df))
     base = choose_baseline(eff, baseline)
     out = ["# attnbench report", ""]
     metas = metas or []
@@ -473,6 +536,8 @@ def render_markdown(df: pd.DataFrame, metas: list[dict[str, Any]] | None = None,
     n_ok = int((eff["status"] == "ok").sum())
     out += [f"Cells: {len(eff)} ({n_ok} ok)" + (f"; training rows: {int(_train_mask(df).sum())}"
                                                if _train_mask(df).any() else ""), ""]
+    if not eff.empty:
+        out += [MEASURES_NOTE, ""]
     absolute = absolute_table(eff)
     rel = relative_table(eff, base)
     be = break_even(eff, base)
@@ -487,7 +552,7 @@ def render_markdown(df: pd.DataFrame, metas: list[dict[str, Any]] | None = None,
         if sel.empty:
             continue
         sel.attrs["baseline"] = base
-        out += [f"### Relative to `{base}` at each N", "",
+        out += [f"### Relative to `{base}` at each N{_baseline_note(eff, base)}", "",
                 f"Speed-up = `{base}` latency / model latency (> 1× is faster):", "",
                 to_markdown(relative_display(sel, "speedup")), "",
                 f"Memory ratio = model peak memory / `{base}` peak memory (< 1× is leaner):", "",
@@ -498,8 +563,11 @@ def render_markdown(df: pd.DataFrame, metas: list[dict[str, Any]] | None = None,
                     to_markdown(break_even_display(bsel)), ""]
     paper = paper_table(df)
     if not paper.empty:
-        disp = paper_display(paper)
-        out += ["## Accuracy and cost (training rows joined on model, skeleton, N)", "", to_markdown(disp), ""]
+        from attnbench.report_paper import paper_notes
+
+        out += ["## Accuracy and cost (training rows joined on model, skeleton, N)", "",
+                to_markdown(paper_display(paper)), ""]
+        out += [line + "  " for line in paper_notes(paper)] + [""]
     hp = _hparams_lines(eff)
     if hp:
         out += ["## Hyper-parameters", ""] + hp + [""]
@@ -576,7 +644,7 @@ def report(runs: str | Path | Iterable[str | Path] | pd.DataFrame, out: str | Pa
         if out is None and len(names) == 1:
             out = Path(runs) if isinstance(runs, (str, Path)) else Path(list(runs)[0])
     df = _ensure_schema(df)
-    eff = _efficiency(df)
+    eff = _labelled(_efficiency(df))
     base = choose_baseline(eff, baseline)
     rep = Report(results=df, meta=metas, baseline=base, absolute=absolute_table(eff),
                  relative=relative_table(eff, base), break_even=break_even(eff, base), paper=paper_table(df),

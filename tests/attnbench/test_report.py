@@ -133,7 +133,7 @@ def test_paper_table_joins_training_rows_on_model_skeleton_n():
     eff = frame(models=["softmax", "soft"], ns=[196])
     eff["skeleton"] = "vit-tiny"
     train = pd.DataFrame([dict(model=m, skeleton="vit-tiny", seq_len=196, mode="train", status="ok", top1=t1,
-                               top5=t5, epochs=300, dataset="imagenet") for m, t1, t5 in
+                               top5=t5, epochs=300, dataset="imagenet", params=123_456, macs=196e3) for m, t1, t5 in
                           (("softmax", 72.2, 91.1), ("soft", 79.3, 94.6))], columns=ALL_COLUMNS)
     stopped = pd.DataFrame([dict(model="soft", scope="train", skeleton="vit-tiny", seq_len=196, mode="train",
                                  status="skipped", reason="stopped after epoch 3 of 300")], columns=ALL_COLUMNS)
@@ -193,3 +193,98 @@ def test_rich_tables_render():
         console.print(t)
     text = console.export_text()
     assert "performer" in text and "speed-up over softmax" in text
+
+
+def _soft_train_and_efficiency_rows():
+    """One trained soft (5.7 M params, 1.2 GMACs) and four efficiency rows of a smaller soft at the same key."""
+    base = dict(model="soft", scope="layer", skeleton="vit-tiny", seq_len=196, device="cpu", status="ok",
+                params=123_456, macs=7e6, latency_ms_iqr=0.01, hparams=json.dumps({"landmarks": 49}))
+    eff = pd.DataFrame([
+        {**base, "mode": "train", "batch": 1, "dtype": "fp32", "peak_mem_bytes": 1 * 2**20, "latency_ms_median": 9.0,
+         "throughput_per_s": 111.0},
+        {**base, "mode": "infer", "batch": 8, "dtype": "fp32", "peak_mem_bytes": 2 * 2**20, "latency_ms_median": 8.0,
+         "throughput_per_s": 1000.0},
+        {**base, "mode": "infer", "batch": 1, "dtype": "bf16", "peak_mem_bytes": 3 * 2**20, "latency_ms_median": 7.0,
+         "throughput_per_s": 142.0},
+        {**base, "mode": "infer", "batch": 1, "dtype": "fp32", "peak_mem_bytes": 4 * 2**20, "latency_ms_median": 2.0,
+         "throughput_per_s": 500.0},
+    ], columns=ALL_COLUMNS)
+    train = pd.DataFrame([dict(model="soft", scope="train", skeleton="vit-tiny", seq_len=196, batch=1024, mode="train",
+                               dtype="bf16", device="cuda", status="ok", top1=79.3, top5=94.6, epochs=300,
+                               dataset="imagenet", params=5_700_000, macs=1.2e9, hparams="{}")], columns=ALL_COLUMNS)
+    return eff, train
+
+
+def test_paper_table_uses_the_trained_models_own_params_and_a_chosen_efficiency_row():
+    eff, train = _soft_train_and_efficiency_rows()
+    for order in (eff, eff.iloc[::-1]):  # the choice does not depend on row order
+        p = R.paper_table(pd.concat([order, train], ignore_index=True)).iloc[0]
+        assert p.params_m == pytest.approx(5.7) and p.gmacs == pytest.approx(1.2)  # the training row's own
+        # infer first, then the smallest batch, then fp32
+        assert (p.eff_mode, p.eff_batch, p.eff_dtype) == ("infer", 1, "fp32")
+        assert p.peak_mem_mib == pytest.approx(4) and p.latency_ms_median == 2.0 and p.throughput_per_s == 500.0
+        assert p.params_differ and p.eff_params_m == pytest.approx(0.123456)
+    md = R.render_markdown(pd.concat([eff, train], ignore_index=True))
+    section = md[md.index("## Accuracy and cost"):]
+    assert "throughput (/s)" in section and " 500 * |" in section and " 4.00 * |" in section
+    assert "Efficiency setting of those columns: batch 1, fp32, cpu, infer mode." in section
+    assert "`*` efficiency row measured a model with different params (patch/classes/hparams)." in section
+    same = train.assign(params=123_456)  # the same model: no mark
+    p = R.paper_table(pd.concat([eff, same], ignore_index=True)).iloc[0]
+    assert not p.params_differ
+    assert "*" not in R.paper_display(R.paper_table(pd.concat([eff, same], ignore_index=True))).to_string()
+
+
+def test_paper_table_prefers_the_efficiency_row_with_the_trained_hparams():
+    eff, train = _soft_train_and_efficiency_rows()
+    other = eff.iloc[[3]].assign(hparams=json.dumps({"landmarks": 64}), peak_mem_bytes=9 * 2**20)
+    p = R.paper_table(pd.concat([other, eff, train.assign(hparams=json.dumps({"landmarks": 49}))],
+                                ignore_index=True)).iloc[0]
+    assert p.peak_mem_mib == pytest.approx(4)
+    p = R.paper_table(pd.concat([eff, other, train.assign(hparams=json.dumps({"landmarks": 64}))],
+                                ignore_index=True)).iloc[0]
+    assert p.peak_mem_mib == pytest.approx(9)
+
+
+def test_report_says_what_peak_memory_and_gmacs_measure():
+    md = R.render_markdown(frame())
+    note = md[:md.index("### Absolute")]
+    for words in ("peak mem", "growth of peak memory", "built model and inputs", "warm-up step", "AdamW state",
+                  "gradients are allocated and freed inside each step", "GMACs", "one forward pass at the cell's batch",
+                  "about 3×"):
+        assert words in note, words
+
+
+def _variants_frame() -> pd.DataFrame:
+    """softmax and soft, each in two hparams variants (the second soft twice as slow, the second softmax 4x slower)."""
+    df = frame(models=["softmax", "soft"])
+    df.loc[df.model == "softmax", "hparams"] = json.dumps({"impl": "sdpa"})
+    slow_soft = df[df.model == "soft"].assign(hparams=json.dumps({"landmarks": 64, "sampler": "pool"}))
+    slow_soft["latency_ms_median"] *= 2
+    slow_soft["latency_ms_iqr"] *= 2
+    math_softmax = df[df.model == "softmax"].assign(hparams=json.dumps({"impl": "math"}))
+    math_softmax["latency_ms_median"] *= 4
+    return pd.concat([df, slow_soft, math_softmax], ignore_index=True)
+
+
+def test_hparams_variants_are_separate_models_everywhere():
+    df = _variants_frame()
+    labels = set(R.variant_labels(df))
+    assert labels == {"softmax[impl=sdpa]", "softmax[impl=math]", "soft[landmarks=49]", "soft[landmarks=64]"}
+    assert set(R.variant_labels(frame())) == set(COSTS)  # one hparams value per model: plain names
+    rel = R.relative_table(df)
+    assert len(rel) == len(df)  # no row duplicated by the join
+    assert rel.attrs["baseline"] == "softmax[impl=sdpa]"  # the first softmax variant in the frame
+    at = rel.set_index(["model", "seq_len"])
+    assert at.loc[("soft[landmarks=64]", 1024), "speedup"] == pytest.approx(1e-6 * 1024 / (2 * 2e-3))
+    assert at.loc[("softmax[impl=math]", 1024), "speedup"] == pytest.approx(0.25)
+    be = R.break_even(df).set_index(["model", "metric"])
+    assert be.loc[("soft[landmarks=49]", "latency"), "n"] == pytest.approx(2000, rel=1e-9)
+    assert be.loc[("soft[landmarks=64]", "latency"), "n"] == pytest.approx(4000, rel=1e-9)
+    assert len(R.absolute_table(df)) == len(df)
+    assert R.choose_baseline(df, "softmax") == "softmax[impl=sdpa]"
+    assert R.choose_baseline(df, "softmax[impl=math]") == "softmax[impl=math]"
+    md = R.render_markdown(df)
+    assert "### Relative to `softmax[impl=sdpa]` at each N (`softmax` has 2 hparams variants here; the first in " \
+           "the frame's order is the baseline)" in md
+    assert "| soft[landmarks=64]" in md and "m = 64 landmarks" in md
