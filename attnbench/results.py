@@ -6,11 +6,13 @@ when a sweep dies), ``results.parquet`` (rewritten from the CSV), ``meta.json`` 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import platform
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -42,6 +44,7 @@ def append_row(run_dir: str | Path, row: dict[str, Any]) -> None:
     unknown = set(row) - set(ALL_COLUMNS)
     if unknown:
         raise ValueError(f"unknown result columns {sorted(unknown)}")
+    _drop_torn_line(path, truncate=True)
     new = not path.exists() or path.stat().st_size == 0
     with open(path, "a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=ALL_COLUMNS)
@@ -58,13 +61,29 @@ def _cell(v: Any) -> Any:
     return "" if v is None else v
 
 
+def _drop_torn_line(path: Path, *, truncate: bool = False) -> bytes:
+    """The file's complete lines. A last line without its newline is a row torn by a crash mid-write: it is left
+    out with a warning (and cut from the file when ``truncate``, so that the next row starts on a line of its own)."""
+    if not path.exists():
+        return b""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+        warnings.warn(f"{path}: dropped a torn last row ({len(data) - keep} bytes without a newline)", stacklevel=3)
+        if truncate:
+            with open(path, "r+b") as f:
+                f.truncate(keep)
+        data = data[:keep]
+    return data
+
+
 def load_results(run_dir: str | Path) -> pd.DataFrame:
     """Read a run's rows; a missing file gives an empty frame, a corrupt one a one-line ValueError."""
     path = Path(run_dir) / CSV_NAME
     if not path.exists():
         return pd.DataFrame(columns=ALL_COLUMNS)
     try:
-        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        df = pd.read_csv(io.BytesIO(_drop_torn_line(path)), keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
         raise ValueError(f"corrupt results file {path}: {str(e).splitlines()[0]}") from None
     missing = [c for c in ("model", "seq_len", "status") if c not in df.columns]
