@@ -28,7 +28,8 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from attnbench.cell import CellRunner, CellSpec, key_of
+from attnbench.cell import CellSpec, key_of
+from attnbench.runner import CellRunner
 
 __all__ = ["SweepConfig", "run_sweep", "plan_cells", "validate", "resolve_device", "prepare_dir"]
 

@@ -1,4 +1,4 @@
-"""Imported once by the fork server of :class:`attnbench.cell.CellRunner`, so that forked cells start warm.
+"""Imported once by the fork server of :class:`attnbench.runner.CellRunner`, so that forked cells start warm.
 
 Nothing here may initialise CUDA, not even ``torch.cuda.is_available()`` (``cuInit`` does not survive ``fork``):
 ``torch.utils.benchmark`` (whose import probes CUDA) is imported by each cell, and ``CellRunner`` starts the server

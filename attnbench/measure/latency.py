@@ -19,7 +19,7 @@ import math
 import torch
 
 if TYPE_CHECKING:  # imported lazily: torch.utils.benchmark probes CUDA at import, which must not happen in the
-    from torch.utils.benchmark import Measurement  # fork server of attnbench.cell.CellRunner
+    from torch.utils.benchmark import Measurement  # fork server of attnbench.runner.CellRunner
 
 __all__ = ["Latency", "time_step", "MIN_BLOCKS"]
 

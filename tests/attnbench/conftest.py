@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from attnbench.cell import CellRunner
+from attnbench.runner import CellRunner
 
 
 @pytest.fixture(scope="session")

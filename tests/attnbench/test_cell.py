@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnbench.cell import CellSpec, classify_exception, run_cell_subprocess
+from attnbench.cell import CellSpec, classify_exception
+from attnbench.runner import run_cell_subprocess
 from attnbench.results import KEY_COLUMNS
 
 T = "attnbench.measure.testing:"
@@ -116,7 +117,7 @@ def test_fork_server_preload_never_probes_cuda() -> None:
     import subprocess
     import sys
 
-    from attnbench.cell import _child_env
+    from attnbench.runner import _child_env
 
     env = {**_child_env(), "PYTORCH_NVML_BASED_CUDA_CHECK": "0"}  # prove the imports themselves do not probe
     proc = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300)
