@@ -162,3 +162,24 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+@pytest.mark.parametrize("model,hp", [("performer", {"nb_features": 64}), ("linformer", {"k": 64}),
+                                      ("nystromformer", {"num_landmarks": 32}), ("soft", {"landmarks": 16}),
+                                      ("soft++", {"newton_iters": 10}), ("softmax", {"backend": "math"})],
+                         ids=lambda v: v if isinstance(v, str) else ",".join(map(str, v)))
+def test_good_hparam_values_pass_validation_and_keep_the_rng(model, hp) -> None:
+    from attnbench.sweep import validate
+
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    assert validate(SweepConfig(models=[model], seq_lens=[1024], hparams={model: hp}, device="cpu")) == "cpu"
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_bad_hparam_value_fails_validation() -> None:
+    from attnbench.sweep import validate
+
+    with pytest.raises(ValueError, match="bad hyper-parameters for performer"):
+        validate(SweepConfig(models=["performer"], seq_lens=[1024], hparams={"performer": {"nb_features": -1}},
+                             device="cpu"))
