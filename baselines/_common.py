@@ -11,7 +11,7 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["QKVAttention", "projection_macs", "check_choice", "check_hparams"]
+__all__ = ["QKVAttention", "FeatureMapAttention", "projection_macs", "check_choice", "check_hparams"]
 
 # Constructor arguments of the shell, and the seq_len a harness may pass to every formula: a MAC formula accepts
 # them and ignores them (they cost no matmul; N is the formula's own argument).
@@ -99,3 +99,19 @@ class QKVAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, num_heads={self.num_heads}"
+
+
+class FeatureMapAttention(QKVAttention):
+    """Base of the positive-feature-map attentions (linear, cosFormer): no attention matrix, so ``attn_drop`` must
+    be 0, and an ``eps`` that keeps the normaliser away from zero (``attend`` uses ``self.eps``)."""
+
+    def __init__(self, dim: int, num_heads: int = 8, *, qkv_bias: bool = True, attn_drop: float = 0.,
+                 proj_drop: float = 0., eps: float = 1e-6, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+        super().__init__(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop,
+                         device=device, dtype=dtype, has_attn_weights=False)
+        if eps < 0:
+            raise ValueError(f"eps={eps} must be >= 0")
+        self.eps = eps
+
+

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from baselines._common import QKVAttention, check_hparams, projection_macs
+from baselines._common import FeatureMapAttention, check_hparams, projection_macs
 
 __all__ = ["CosformerAttention", "position_angles", "cos_reweighted_features", "cosformer_attention", "cosformer_macs"]
 
@@ -50,7 +50,7 @@ def cosformer_attention(q: Tensor, k: Tensor, v: Tensor, *, eps: float = 1e-6) -
     return num / den.clamp_min(eps)
 
 
-class CosformerAttention(QKVAttention):
+class CosformerAttention(FeatureMapAttention):
     """Multi-head cosFormer attention (non-causal, M = N).
 
     Args:
@@ -58,15 +58,6 @@ class CosformerAttention(QKVAttention):
         attn_drop: must be 0 (there is no attention matrix to drop).
         eps: lower clamp of the denominator (official 1e-6).
     """
-
-    def __init__(self, dim: int, num_heads: int = 8, *, qkv_bias: bool = True, attn_drop: float = 0.,
-                 proj_drop: float = 0., eps: float = 1e-6, device: torch.device | str | None = None,
-                 dtype: torch.dtype | None = None) -> None:
-        super().__init__(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop,
-                         device=device, dtype=dtype, has_attn_weights=False)
-        if eps < 0:
-            raise ValueError(f"eps={eps} must be >= 0")
-        self.eps = eps
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         return cosformer_attention(q, k, v, eps=self.eps)

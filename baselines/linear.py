@@ -6,11 +6,10 @@ to the denominator. (mlpen's LRA "linear" variant drops the denominator; this on
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from baselines._common import QKVAttention, check_hparams, projection_macs
+from baselines._common import FeatureMapAttention, check_hparams, projection_macs
 
 __all__ = ["LinearAttention", "elu_feature_map", "linear_attention", "linear_macs"]
 
@@ -37,7 +36,7 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, *, eps: float = 1e-6) -> T
     return num / (den + eps)
 
 
-class LinearAttention(QKVAttention):
+class LinearAttention(FeatureMapAttention):
     """Multi-head elu+1 linear attention (non-causal).
 
     Args:
@@ -45,15 +44,6 @@ class LinearAttention(QKVAttention):
         attn_drop: must be 0 (there is no attention matrix to drop).
         eps: added to the denominator (fast-transformers' 1e-6).
     """
-
-    def __init__(self, dim: int, num_heads: int = 8, *, qkv_bias: bool = True, attn_drop: float = 0.,
-                 proj_drop: float = 0., eps: float = 1e-6, device: torch.device | str | None = None,
-                 dtype: torch.dtype | None = None) -> None:
-        super().__init__(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop,
-                         device=device, dtype=dtype, has_attn_weights=False)
-        if eps < 0:
-            raise ValueError(f"eps={eps} must be >= 0")
-        self.eps = eps
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         return linear_attention(q, k, v, eps=self.eps)
