@@ -14,10 +14,12 @@ Statuses (``results.STATUSES``):
   ``RLIMIT_AS`` in the child on top of what it uses after start-up) or death by SIGKILL (the kernel's OOM killer).
 * ``timeout``: the child ran past ``timeout`` seconds and was killed with its process group.
 * ``nan``: the warm-up step's output (infer) or loss (train) is not finite.
-* ``skipped``: the cell makes no sense here: CUDA asked for but absent, a device the attention does not support
-  (the registry entry's ``devices``, xformers without CUDA), a dtype torch cannot autocast on the device, or a
-  ``ValueError``/``NotImplementedError``/``ImportError`` while constructing the model (Linformer with k >= N).
-* ``error``: anything else, with a one-line reason.
+* ``skipped``: the cell makes no sense here: CUDA asked for but absent, a dtype torch cannot autocast on the
+  device, or the attention says it cannot run, asked before anything is built (the registry entry's ``devices``
+  and the class's ``not_supported_reason`` on every token grid the skeleton gives it: xformers without CUDA,
+  Linformer with k >= N, ...).
+* ``error``: anything else, with a one-line reason; an exception while building the model included (a bug in an
+  attention must not look like a skip).
 
 The batch never changes: a cell that does not fit is ``oom``, never retried smaller.
 """
@@ -37,14 +39,11 @@ _OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memor
 
 
 def scope_of(skeleton: str) -> str:
-    """``layer`` / ``vit`` / ``pyramid`` for a skeleton name."""
-    if skeleton == "layer" or skeleton.startswith("layer-"):
-        return "layer"
-    if skeleton.startswith("vit-"):
-        return "vit"
-    if skeleton.startswith("soft-"):
-        return "pyramid"
-    return skeleton
+    """``layer`` / ``vit`` / ``pyramid``: the scope of the skeleton's family (an unknown name is its own scope)."""
+    from attnbench.skeletons import find_family
+
+    family = find_family(skeleton)
+    return family.scope if family is not None else skeleton
 
 
 def _hparams_json(hparams: Any) -> str:
@@ -168,107 +167,74 @@ def _check_device(spec: CellSpec, entry: Any) -> None:
             raise SkipCell(f"device {spec.device} requested but CUDA is not available")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise SkipCell(f"device {spec.device} requested but only {torch.cuda.device_count()} CUDA device(s)")
-    if dev.type not in entry.devices:
-        raise SkipCell(f"{entry.name} runs on {', '.join(entry.devices)} only, not {dev.type}")
+    _check_supported(spec, entry, dev.type)
     reason = autocast_unsupported(dev, spec.dtype)
     if reason:
         raise SkipCell(reason)
 
 
-def _formula_macs(entry: Any, spec: CellSpec, skel: Any, shapes: list[tuple]) -> int | None:
-    """Sum of the entry's closed-form MACs over the attention modules (layer and vit scopes: every module sees the
-    same N, dim and heads; the pyramid varies hparams per stage, so it has no formula here)."""
-    if entry.macs is None or spec.scope == "pyramid" or not shapes:
-        return None
+def _check_supported(spec: CellSpec, entry: Any, device: str) -> None:
+    """SkipCell with the attention's own reason when it cannot run on some token grid the skeleton gives it."""
+    from attnbench.skeletons import family_of
+
+    family = family_of(spec.skeleton)
     try:
-        return sum(entry.count_macs(B, N, C, skel.num_heads, hw=skel.hw, **spec.hparams_dict)
-                   for B, N, C in shapes)
-    except (TypeError, ValueError):
-        return None
+        grids = family.attention_grids(spec.seq_len)
+    except ValueError as e:
+        raise SkipCell(f"{spec.skeleton} cannot tile N={spec.seq_len}: {_one_line(e)}") from None
+    for hw in grids:
+        reason = entry.not_supported_reason(device=device, dtype=spec.dtype, seq_len=hw[0] * hw[1], hw=hw,
+                                            hparams=spec.hparams_dict)
+        if reason:
+            raise SkipCell(reason)
+
+
+def _build(spec: CellSpec) -> Any:
+    """The cell's model, input and registry entry as a probe context (``setup`` and ``build`` phases)."""
+    import torch
+
+    from attnbench.measure.probes import CellContext
+    from attnbench.registry import get_attention
+    from attnbench.skeletons import build_skeleton
+
+    if spec.threads:
+        torch.set_num_threads(spec.threads)  # before anything runs: a shared machine is oversubscribed otherwise
+    entry = get_attention(spec.model)
+    _check_device(spec, entry)
+    dev = torch.device(spec.device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)  # the Timer synchronises the current device only
+    skel = build_skeleton(spec.skeleton, spec.model, spec.seq_len, hparams=spec.hparams_dict)  # raises: an error
+    model = skel.model.to(dev)
+    return CellContext(spec, entry, skel, model, skel.example_input(spec.batch, device=dev), dev)
 
 
 def run_cell(spec: CellSpec) -> dict[str, Any]:
     """Measure ``spec`` in this process and return its row (never raises for a failing cell).
 
-    Run it in a fresh process (that is what :func:`run_cell_subprocess` does): the CPU peak-memory probe reads the
-    process's high-water mark.
+    Builds the model once, then runs every probe of :mod:`attnbench.measure.probes` in phase order. Run it in a
+    fresh process (that is what the runner does): the CPU peak-memory probe reads the process's high-water mark.
     """
+    from attnbench.measure.probes import probes_in_run_order
+
     row = spec.base_row()
     row.update(status="ok", reason=None)
-    notes: list[str] = []
-    phase = "setup"
+    phase = "build"
+    ctx = None
     try:
-        import torch
-
-        from attnbench.measure.flops import count_flops
-        from attnbench.measure.latency import time_step
-        from attnbench.measure.memory import measure_peak
-        from attnbench.measure.step import make_step
-        from attnbench.registry import get_attention
-        from attnbench.skeletons import build_skeleton
-
-        if spec.threads:
-            torch.set_num_threads(spec.threads)  # before anything runs: a shared machine is oversubscribed otherwise
-        entry = get_attention(spec.model)
-        _check_device(spec, entry)
-        dev = torch.device(spec.device)
-        if dev.type == "cuda":
-            torch.cuda.set_device(dev)  # the Timer synchronises the current device only
-        phase = "build"
-        try:
-            skel = build_skeleton(spec.skeleton, spec.model, spec.seq_len, hparams=spec.hparams_dict)
-        except (ValueError, NotImplementedError, ImportError) as e:
-            raise SkipCell(f"cannot build {spec.model} for N={spec.seq_len}: {_one_line(e)}") from None
-        phase = "setup"
-        model = skel.model.to(dev)
-        x = skel.example_input(spec.batch, device=dev)
-        row["params"] = sum(p.numel() for p in model.parameters())
-        num_classes = getattr(model, "num_classes", None)
-
-        # the attention modules' input shapes, for the formula
-        shapes: list[tuple] = []
-        hooks = [m.register_forward_pre_hook(lambda _m, args: shapes.append(tuple(args[0].shape)))
-                 for m in skel.attn_modules]
-
-        phase = "warm-up"
-        step = make_step(model, x, mode=spec.mode, dtype=spec.dtype, num_classes=num_classes)
-        out = step()
-        for h in hooks:
-            h.remove()
-        if not bool(torch.isfinite(out).all()):
-            row.update(status="nan", reason=f"non-finite {'loss' if spec.mode == 'train' else 'output'} "
-                                            "in the warm-up step")
-        backend = next((getattr(m, "last_backend") for m in skel.attn_modules if hasattr(m, "last_backend")), None)
-        row["backend"] = backend
-        del out
-
-        phase = "memory"
-        mem = measure_peak(step, dev)
-        row["peak_mem_bytes"] = mem.peak_bytes
-        if mem.reason:
-            notes.append(f"peak memory not measured: {mem.reason}")
-
-        phase = "flops"
-        model.eval()
-        fc = count_flops(model, x, attn_modules=skel.attn_modules)
-        row.update(macs=fc.macs, flops=fc.flops, elementwise_flops=fc.elementwise_flops,
-                   flops_uncounted_ops=list(fc.uncounted_ops), attn_macs=fc.attn_macs,
-                   attn_macs_formula=_formula_macs(entry, spec, skel, shapes[:len(skel.attn_modules)]))
-
-        if row["status"] == "ok":
-            phase = "timing"
-            model.train(spec.mode == "train")  # the step closure is warm (warm-up and memory pass ran it)
-            lat = time_step(step, batch=spec.batch, min_time=spec.min_time, warmup=0, label=spec.mode,
-                            sub_label=spec.model, description=str(spec.seq_len))
-            row.update(latency_ms_median=lat.median_ms, latency_ms_iqr=lat.iqr_ms,
-                       throughput_per_s=lat.throughput_per_s, num_threads=lat.num_threads)
+        ctx = _build(spec)
+        for p in probes_in_run_order():
+            if p.needs_ok and row["status"] != "ok":
+                continue
+            phase = p.phase
+            row.update(p.run(ctx))
     except Exception as e:  # a failed cell is a row, never a crash
         status, reason = classify_exception(e)
-        if status == "error" and phase not in ("setup",):
+        if status == "error":
             reason = f"{phase}: {reason}"
         row.update(status=status, reason=reason)
-    if notes and row["status"] == "ok":
-        row["reason"] = "; ".join(notes)
+    if ctx is not None and ctx.notes and row["status"] == "ok":
+        row["reason"] = "; ".join(ctx.notes)
     return row
 
 
@@ -370,4 +336,8 @@ def _serve() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the real module's main: under ``-m`` this file is ``__main__``, and the server's preload imports
+    # ``attnbench.cell`` again; delegating keeps one copy of its classes (SkipCell) in the process
+    from attnbench.cell import main as _main
+
+    sys.exit(_main())

@@ -18,32 +18,42 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-__all__ = ["COLUMNS", "TRAIN_COLUMNS", "STATUSES", "KEY_COLUMNS", "append_row", "load_results", "write_parquet",
+from attnbench.schema import IDENTITY, KEY_COLUMNS, OUTCOME, RUN, STATUSES, TRAIN, Column, Row
+
+__all__ = ["COLUMNS", "COLUMN_SPECS", "NUMERIC_COLUMNS", "ALL_COLUMNS", "TRAIN_COLUMNS", "STATUSES", "KEY_COLUMNS",
+           "Row", "new_row", "append_row", "load_results", "write_parquet",
            "environment", "write_meta", "read_meta"]
 
-COLUMNS = [
-    "model", "scope", "skeleton", "seq_len", "batch", "dtype", "device", "mode", "status", "reason", "params",
-    "macs", "flops", "flops_uncounted_ops", "peak_mem_bytes", "latency_ms_median", "latency_ms_iqr",
-    "throughput_per_s",
-]
-# extra columns: the attention's formula and elementwise count, the hparams used, where and when it ran
-EXTRA_COLUMNS = ["attn_macs", "attn_macs_formula", "elementwise_flops", "hparams", "backend", "num_threads", "wall_s",
-                 "shard"]
-TRAIN_COLUMNS = ["top1", "top5", "epochs", "dataset", "train_hours"]
-ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS + TRAIN_COLUMNS
-STATUSES = ("ok", "oom", "timeout", "nan", "error", "skipped")
-# a cell is identified by these; --resume skips a key that already has a row
-KEY_COLUMNS = ["model", "skeleton", "seq_len", "batch", "dtype", "device", "mode", "hparams"]
+
+def _schema() -> list[Column]:
+    from attnbench.measure.probes import PROBES
+
+    measured = [c for p in PROBES for c in p.columns]
+    core = [c for c in (*IDENTITY, *OUTCOME, *measured) if c.core]
+    extra = [c for c in (*measured, *IDENTITY, *RUN) if not c.core]
+    return core + extra + list(TRAIN)
+
+
+# every column, in file order: the design's core columns, then the extras, then training's
+COLUMN_SPECS: dict[str, Column] = {c.name: c for c in _schema()}
+COLUMNS = [c for c, spec in COLUMN_SPECS.items() if spec.core]
+TRAIN_COLUMNS = [c.name for c in TRAIN]
+EXTRA_COLUMNS = [c for c, spec in COLUMN_SPECS.items() if not spec.core and c not in TRAIN_COLUMNS]
+ALL_COLUMNS = list(COLUMN_SPECS)
+NUMERIC_COLUMNS = [c for c, spec in COLUMN_SPECS.items() if spec.numeric]
 
 CSV_NAME, PARQUET_NAME, META_NAME = "results.csv", "results.parquet", "meta.json"
+
+
+def new_row(**values: Any) -> Row:
+    """A results row (``run`` and ``train`` both build theirs here); unknown column names are a ValueError."""
+    return Row.of(COLUMN_SPECS, **values)
 
 
 def append_row(run_dir: str | Path, row: dict[str, Any]) -> None:
     """Append one row to ``run_dir/results.csv`` (header on first write) and flush it to disk."""
     path = Path(run_dir) / CSV_NAME
-    unknown = set(row) - set(ALL_COLUMNS)
-    if unknown:
-        raise ValueError(f"unknown result columns {sorted(unknown)}")
+    new_row(**row)  # checks the column names
     _drop_torn_line(path, truncate=True)
     new = not path.exists() or path.stat().st_size == 0
     with open(path, "a", newline="") as f:

@@ -1,6 +1,7 @@
 """Measurement: FLOPs (fvcore, audited), peak memory (CUDA allocator / CPU high-water mark), latency (torch Timer).
 
-Each function returns its own small value; :mod:`attnbench.cell` puts them into one results row.
+Each function returns its own small value; the probes of :mod:`attnbench.measure.probes` (one per quantity, with
+the columns it writes) turn them into a results row, and :mod:`attnbench.cell` runs the probes.
 
 * :func:`count_flops` -> :class:`FlopCount` (``flops.py``)
 * :func:`measure_peak` -> :class:`PeakMemory` (``memory.py``)

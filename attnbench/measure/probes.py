@@ -1,0 +1,191 @@
+"""Measured quantities as probes: each is one object with its name, the columns it writes (with units), the
+phase it needs, and ``run(ctx) -> dict``.
+
+A cell (:func:`attnbench.cell.run_cell`) builds its model once into a :class:`CellContext` and runs every probe in
+phase order; the results schema (:mod:`attnbench.results`), the report's numeric columns and its plots derive from
+the probes' columns. Adding a quantity is one ``@probe`` function in this file. Phases run in :data:`PHASES`
+order: memory first, while the process is fresh (the CPU probe reads the process's high-water mark), then the
+FLOP trace, diagnostics, and timing last (only for cells still ``ok``). Importing this module does not import torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from attnbench.schema import Column, PlotSpec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["CellContext", "Probe", "probe", "PROBES", "PHASES", "probes_in_run_order"]
+
+PHASES = ("setup", "warm-up", "memory", "flops", "diagnostics", "timing")
+
+
+@dataclass
+class CellContext:
+    """What the probes of one cell share: the built model, its input and the step closure.
+
+    Attributes:
+        spec: the cell (``attnbench.cell.CellSpec``).
+        entry: its registry entry.
+        skel: the built skeleton (``attnbench.skeletons.Skeleton``).
+        model: ``skel.model`` on the cell's device.
+        x: the example input at the cell's batch.
+        device: the cell's device.
+        step: the one-step closure (set by the warm-up probe).
+        attn_shapes: input shapes seen by the attention modules in the warm-up step.
+        notes: what a probe could not measure (joined into an ``ok`` row's reason).
+    """
+
+    spec: Any
+    entry: Any
+    skel: Any
+    model: nn.Module
+    x: torch.Tensor
+    device: torch.device
+    step: Callable[[], torch.Tensor] | None = None
+    attn_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One measured quantity.
+
+    Attributes:
+        name: what it measures.
+        phase: when it runs (:data:`PHASES`); errors are reported as ``<phase>: <reason>``.
+        columns: the columns it writes, with units.
+        fn: ``fn(ctx) -> dict`` of column values (``status``/``reason`` may also be set, e.g. ``nan``).
+        needs_ok: run only while the cell is still ``ok`` (timing a non-finite step means nothing).
+    """
+
+    name: str
+    phase: str
+    columns: tuple[Column, ...]
+    fn: Callable[[CellContext], dict[str, Any]]
+    needs_ok: bool = False
+
+    def run(self, ctx: CellContext) -> dict[str, Any]:
+        out = self.fn(ctx)
+        unknown = set(out) - {c.name for c in self.columns} - {"status", "reason"}
+        if unknown:
+            raise AssertionError(f"probe {self.name} wrote undeclared columns {sorted(unknown)}")
+        return out
+
+
+PROBES: list[Probe] = []
+
+
+def probe(phase: str, *columns: Column, needs_ok: bool = False) -> Callable[[Callable], Probe]:
+    """Register ``fn(ctx) -> dict`` as a probe writing ``columns`` (declaration order = column order)."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown probe phase {phase!r}; accepted: {', '.join(PHASES)}")
+
+    def wrap(fn: Callable[[CellContext], dict[str, Any]]) -> Probe:
+        p = Probe(fn.__name__, phase, tuple(columns), fn, needs_ok)
+        PROBES.append(p)
+        return p
+    return wrap
+
+
+def probes_in_run_order() -> list[Probe]:
+    return sorted(PROBES, key=lambda p: PHASES.index(p.phase))  # stable: declaration order within a phase
+
+
+# ---------------------------------------------------------------------------------------------------- the probes
+
+
+@probe("setup", Column("params", "int", "params", "params", "parameters of the whole skeleton", core=True))
+def params(ctx: CellContext) -> dict[str, Any]:
+    return {"params": sum(p.numel() for p in ctx.model.parameters())}
+
+
+@probe("warm-up", Column("backend", "text", label="backend", doc="the kernel that ran (softmax's SDPA backend)"))
+def warm_up(ctx: CellContext) -> dict[str, Any]:
+    """One untimed step: builds the step closure, records the attention's input shapes, checks the output."""
+    import torch
+
+    from attnbench.measure.step import make_step
+
+    spec = ctx.spec
+    hooks = [m.register_forward_pre_hook(lambda _m, args: ctx.attn_shapes.append(tuple(args[0].shape)))
+             for m in ctx.skel.attn_modules]
+    ctx.step = make_step(ctx.model, ctx.x, mode=spec.mode, dtype=spec.dtype,
+                         num_classes=getattr(ctx.model, "num_classes", None))
+    try:
+        out = ctx.step()
+    finally:
+        for h in hooks:
+            h.remove()
+    del ctx.attn_shapes[len(ctx.skel.attn_modules):]
+    row: dict[str, Any] = {"backend": next((m.last_backend for m in ctx.skel.attn_modules
+                                             if hasattr(m, "last_backend")), None)}
+    if not bool(torch.isfinite(out).all()):
+        what = "loss" if spec.mode == "train" else "output"
+        row.update(status="nan", reason=f"non-finite {what} in the warm-up step")
+    return row
+
+
+def _formula_macs(ctx: CellContext) -> int | None:
+    """Sum of the entry's closed-form MACs over the attention modules (layer and vit scopes: every module sees the
+    same N, dim and heads; the pyramid varies hparams per stage, so it has no formula here)."""
+    entry, spec, skel = ctx.entry, ctx.spec, ctx.skel
+    if entry.macs is None or spec.scope == "pyramid" or not ctx.attn_shapes:
+        return None
+    try:
+        return sum(entry.count_macs(B, N, C, skel.num_heads, hw=skel.hw, **spec.hparams_dict)
+                   for B, N, C in ctx.attn_shapes)
+    except (TypeError, ValueError):
+        return None
+
+
+@probe("flops",
+       Column("macs", "int", "MAC", "GMACs", "multiply-accumulates of one forward (fvcore, every op handled)",
+              core=True, plot=PlotSpec("flops", "forward GFLOPs (2 × MACs)", 2e-9, per_mode=False)),
+       Column("flops", "int", "FLOP", "GFLOPs", "2 x macs", core=True),
+       Column("flops_uncounted_ops", "json", label="uncounted ops", doc="ops fvcore saw but could not count",
+              core=True),
+       Column("attn_macs", "int", "MAC", "attn GMACs", "MACs inside the swapped attention modules"),
+       Column("attn_macs_formula", "int", "MAC", "formula GMACs", "the attention's closed-form MAC count"),
+       Column("elementwise_flops", "int", "FLOP", "elementwise", "elementwise ops (norms, exp, ...), apart"))
+def flops(ctx: CellContext) -> dict[str, Any]:
+    from attnbench.measure.flops import count_flops
+
+    ctx.model.eval()
+    fc = count_flops(ctx.model, ctx.x, attn_modules=ctx.skel.attn_modules)
+    return dict(macs=fc.macs, flops=fc.flops, elementwise_flops=fc.elementwise_flops,
+                flops_uncounted_ops=list(fc.uncounted_ops), attn_macs=fc.attn_macs,
+                attn_macs_formula=_formula_macs(ctx))
+
+
+@probe("memory", Column("peak_mem_bytes", "int", "bytes", "peak MiB",
+                        "peak memory of one step above what was live before it (CUDA allocator / CPU VmHWM)",
+                        core=True, plot=PlotSpec("memory", "peak memory (MiB)", 2**-20)))
+def peak_memory(ctx: CellContext) -> dict[str, Any]:
+    from attnbench.measure.memory import measure_peak
+
+    mem = measure_peak(ctx.step, ctx.device)
+    if mem.reason:
+        ctx.notes.append(f"peak memory not measured: {mem.reason}")
+    return {"peak_mem_bytes": mem.peak_bytes}
+
+
+@probe("timing",
+       Column("latency_ms_median", "float", "ms", "latency ms", "median time of one step (torch Timer)", core=True,
+              plot=PlotSpec("latency", "latency, median (ms)")),
+       Column("latency_ms_iqr", "float", "ms", "IQR ms", "interquartile range of the timed blocks", core=True),
+       Column("throughput_per_s", "float", "samples/s", "samples/s", "batch / median latency", core=True),
+       Column("num_threads", "int", "threads", "threads", "intra-op CPU threads while timing"),
+       needs_ok=True)
+def latency(ctx: CellContext) -> dict[str, Any]:
+    from attnbench.measure.latency import time_step
+
+    spec = ctx.spec
+    ctx.model.train(spec.mode == "train")  # the step closure is warm (warm-up and memory pass ran it)
+    lat = time_step(ctx.step, batch=spec.batch, min_time=spec.min_time, warmup=0, label=spec.mode,
+                    sub_label=spec.model, description=str(spec.seq_len))
+    return dict(latency_ms_median=lat.median_ms, latency_ms_iqr=lat.iqr_ms, throughput_per_s=lat.throughput_per_s,
+                num_threads=lat.num_threads)

@@ -1,0 +1,106 @@
+"""The results schema as data: every column of a results row is one :class:`Column`, declared once.
+
+The identity of a cell (what was measured), its outcome, the measured quantities (declared by the probes of
+:mod:`attnbench.measure.probes`, each beside the code that fills them) and the training columns together make
+the schema. ``results.py`` (files), the report (numeric columns, units, plots) and the CLI read it from here, so
+adding a quantity is one probe in one file. Torch-free: importing this module is cheap.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["Column", "PlotSpec", "Row", "IDENTITY", "OUTCOME", "RUN", "TRAIN", "KEY_COLUMNS", "STATUSES"]
+
+Kind = Literal["text", "int", "float", "json"]
+
+# a cell ends with one of these (see attnbench.cell for what each means)
+STATUSES = ("ok", "oom", "timeout", "nan", "error", "skipped")
+
+
+@dataclass(frozen=True)
+class PlotSpec:
+    """How a column is drawn: ``<stem>_<mode>.png`` (or ``<stem>.png``), values times ``scale``, log-log in N."""
+
+    stem: str
+    ylabel: str
+    scale: float = 1.0
+    per_mode: bool = True
+
+
+@dataclass(frozen=True)
+class Column:
+    """One results column.
+
+    Attributes:
+        name: the column's name in ``results.csv``; units go in the name (``_bytes``, ``_ms``, ``_per_s``).
+        kind: ``text``, ``int``, ``float`` or ``json`` (lists and dicts are stored as JSON text).
+        unit: the unit of the values (``bytes``, ``ms``, ``samples/s``, ``MAC``, ...), empty when unitless.
+        label: a short header for tables.
+        doc: one line for ``attnbench list --columns`` and the docs.
+        core: one of the design's core columns (listed first, in declaration order).
+        key: part of the cell's identity (``--resume`` skips a key that has a row).
+        plot: how the report draws it, or None.
+    """
+
+    name: str
+    kind: Kind = "float"
+    unit: str = ""
+    label: str = ""
+    doc: str = ""
+    core: bool = False
+    key: bool = False
+    plot: PlotSpec | None = None
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in ("int", "float")
+
+
+# what was measured: filled from the CellSpec (run) or the TrainConfig (train)
+IDENTITY = (
+    Column("model", "text", label="model", doc="registered attention name (or module:Class)", core=True, key=True),
+    Column("scope", "text", label="scope", doc="layer, vit or pyramid: what surrounds the attention", core=True),
+    Column("skeleton", "text", label="skeleton", doc="the model around the attention", core=True, key=True),
+    Column("seq_len", "int", "tokens", "N", "tokens the attention sees (stage 1 for the pyramid)", core=True,
+           key=True),
+    Column("batch", "int", "samples", "batch", "samples per step; never changed on failure", core=True, key=True),
+    Column("dtype", "text", label="dtype", doc="fp32, or bf16/fp16 under autocast", core=True, key=True),
+    Column("device", "text", label="device", doc="cpu, cuda or cuda:i", core=True, key=True),
+    Column("mode", "text", label="mode", doc="infer (forward, no grad) or train (forward+backward+step)",
+           core=True, key=True),
+    Column("hparams", "json", label="hparams", doc="the attention's hyper-parameters as sorted JSON", key=True),
+)
+OUTCOME = (
+    Column("status", "text", label="status", doc=f"one of {', '.join(STATUSES)}", core=True),
+    Column("reason", "text", label="reason", doc="why a cell did not finish, or what was not measured", core=True),
+)
+# where and how long: bookkeeping of the run, not measurements
+RUN = (
+    Column("wall_s", "float", "s", "wall s", "seconds the cell's process took, start-up included"),
+    Column("shard", "text", label="shard", doc="i/n of the sweep that ran the cell"),
+)
+TRAIN = (
+    Column("top1", "float", "%", "top-1", "validation top-1 accuracy of the final (or EMA) weights"),
+    Column("top5", "float", "%", "top-5", "validation top-5 accuracy"),
+    Column("epochs", "int", "epochs", "epochs", "epochs trained"),
+    Column("dataset", "text", label="dataset", doc="the training data spec, e.g. shapes:32"),
+    Column("train_hours", "float", "h", "train h", "wall hours of training"),
+)
+
+KEY_COLUMNS = [c.name for c in IDENTITY if c.key]
+
+
+class Row(dict):
+    """One results row: a dict whose keys must be schema columns (``run`` and ``train`` both write these).
+
+    ``Row.of(columns, **values)`` checks names against ``columns``; values are left as given and converted to
+    text only when written (:func:`attnbench.results.append_row`).
+    """
+
+    @classmethod
+    def of(cls, columns: dict[str, Column], **values: Any) -> "Row":
+        unknown = sorted(set(values) - set(columns))
+        if unknown:
+            raise ValueError(f"unknown result columns {unknown}; accepted: {', '.join(columns)}")
+        return cls(values)
