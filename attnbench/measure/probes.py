@@ -173,6 +173,32 @@ def peak_memory(ctx: CellContext) -> dict[str, Any]:
     return {"peak_mem_bytes": mem.peak_bytes}
 
 
+@probe("diagnostics", Column("pinv_residual_max", "float", "", "pinv resid",
+                             "largest ||I - A M||_F over layers, heads and samples of the iterative pseudo-inverse "
+                             "(SOFT's Newton-Raphson, Nystrom's pinv) in one forward; empty for methods without one"))
+def pinv_residual(ctx: CellContext) -> dict[str, Any]:
+    """One extra, untimed forward with residual tracking on: is the "inverse" an inverse?"""
+    import torch
+
+    from attnbench.measure.step import autocast
+
+    mods = [m for m in ctx.skel.attn_modules if hasattr(m, "track_residual")]
+    if not mods:
+        return {"pinv_residual_max": None}
+    saved = [m.track_residual for m in mods]
+    try:
+        for m in mods:
+            m.track_residual = True
+        ctx.model.eval()
+        with torch.no_grad(), autocast(ctx.device, ctx.spec.dtype):
+            ctx.model(ctx.x)
+        vals = [float(torch.as_tensor(m.last_residual).max()) for m in mods if m.last_residual is not None]
+    finally:
+        for m, t in zip(mods, saved):
+            m.track_residual = t
+    return {"pinv_residual_max": max(vals) if vals else None}
+
+
 @probe("timing",
        Column("latency_ms_median", "float", "ms", "latency ms", "median time of one step (torch Timer)", core=True,
               plot=PlotSpec("latency", "latency, median (ms)")),

@@ -58,3 +58,13 @@ def test_a_failing_probe_names_its_phase(monkeypatch) -> None:  # an error says 
     monkeypatch.setattr(probes, "PROBES", patched)
     row = run_cell(CellSpec("attnbench.measure.testing:ExplicitSoftmax", "layer", 16, min_time=0.01))
     assert row["status"] == "error" and row["reason"] == "flops: RuntimeError: tracer broke"
+
+
+def test_pinv_residual_is_measured_for_iterative_inverses_only() -> None:
+    soft = run_cell(CellSpec("soft", "layer", 64, min_time=0.01, hparams={"sampler": "identity", "newton_iters": 0}))
+    conv = run_cell(CellSpec("soft", "layer", 64, min_time=0.01, hparams={"sampler": "identity"}))
+    plain = run_cell(CellSpec("attnbench.measure.testing:ExplicitSoftmax", "layer", 16, min_time=0.01))
+    assert soft["status"] == conv["status"] == plain["status"] == "ok"
+    # zero Newton steps leave the start value alpha*A^T: far from an inverse; 20 steps on the same A do better
+    assert soft["pinv_residual_max"] > 10 * conv["pinv_residual_max"]
+    assert plain["pinv_residual_max"] is None
