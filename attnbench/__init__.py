@@ -24,15 +24,13 @@ _LAZY = {
     "get_attention": "attnbench.registry",
     "AttentionEntry": "attnbench.registry",
     "parse_seq": "attnbench.seqspec",
+    "report": "attnbench.reporting",
 }
 
-__all__ = ["__version__", "report", *_LAZY]
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "report":
-        # the module is callable: attnbench.report(run_dirs) == attnbench.report.report(run_dirs)
-        return importlib.import_module("attnbench.report")
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value

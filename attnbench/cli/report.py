@@ -15,7 +15,7 @@ __all__ = ["report_cmd", "join_runs"]
 
 def join_runs(run_dirs: list[Path], out: Path) -> Path:
     """Write the joined rows of ``run_dirs`` (shards of one sweep, or runs to compare) as a run directory ``out``."""
-    from attnbench.report import load_runs
+    from attnbench.reporting import load_runs
     from attnbench.results import ALL_COLUMNS, write_meta, write_parquet
 
     df, metas = load_runs(run_dirs)
@@ -53,7 +53,7 @@ def report_cmd(run_dirs: tuple[Path, ...], out: Path | None, baseline: str | Non
       attnbench report results/big-s0 results/big-s1 --out results/big
       attnbench report results/cpu-run results/gpu-run --baseline softmax-math
     """
-    from attnbench.report import load_runs, report, rich_tables
+    from attnbench.reporting import load_runs, report, rich_tables
 
     dirs = list(dict.fromkeys(run_dirs))
     load_runs(dirs)  # every input is checked (missing, corrupt) before anything is written

@@ -247,7 +247,7 @@ def _finalize(run_dir: Path, *, plots: bool, quiet: bool, elapsed: float | None 
         if df.empty:
             return 0
         write_parquet(run_dir, df)
-        from attnbench.report import report, rich_tables
+        from attnbench.reporting import report, rich_tables
 
         rep = report(run_dir, plots=plots)
     except (OSError, ValueError) as e:

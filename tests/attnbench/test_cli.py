@@ -287,7 +287,7 @@ def test_train_is_listed_only_when_its_module_exists(monkeypatch):
 
 def test_python_api_is_lazy_and_complete():
     code = ("import sys, attnbench; a = sorted(m for m in ('torch','pandas') if m in sys.modules); "
-            "r = attnbench.report; import attnbench.report as m; "
-            "print(a, callable(r), m is r, attnbench.parse_seq('1..4'), callable(attnbench.list_attentions))")
+            "r = attnbench.report; import attnbench.reporting as m; "
+            "print(a, callable(r), m.report is r, attnbench.parse_seq('1..4'), callable(attnbench.list_attentions))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[] True True [1, 2, 4] True"

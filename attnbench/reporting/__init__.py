@@ -1,0 +1,36 @@
+"""Reports over the results schema: pure functions of DataFrames, usable in a notebook.
+
+    import attnbench
+    rep = attnbench.report("results/my-run")          # or several run dirs / shards, or a DataFrame
+    rep.absolute, rep.relative, rep.break_even, rep.paper   # DataFrames
+    print(rep.markdown)                                      # what report.md holds
+
+The modules, each using only those above it:
+
+- :mod:`.load`: runs read and joined; schema, training rows, hparams variants (``soft[landmarks=64]``: a model
+  present with several ``hparams`` values is one model per value in every table); which columns are numeric and
+  plotted (from the results schema's column specs).
+- :mod:`.format`: significant figures, the noisy/no-spread marks, each table's display cells.
+- :mod:`.tables`: absolute, relative to the softmax baseline, break-even N.
+- :mod:`.paper`: training rows joined with efficiency rows (the accuracy-and-cost table).
+- :mod:`.sections`: what a report says, as a list of sections; :mod:`.markdown` and :mod:`.terminal` render them.
+- :mod:`.plots`: the PNGs; :mod:`.api`: :func:`report` and :class:`Report`.
+"""
+from __future__ import annotations
+
+from attnbench.reporting.api import REPORT_NAME, Report, report
+from attnbench.reporting.format import (DASH, NOISY, absolute_display, break_even_display, fmt_latency, fmt_sig,
+                                        machine_line, relative_display)
+from attnbench.reporting.load import load_runs, variant_labels
+from attnbench.reporting.markdown import render_markdown, to_markdown
+from attnbench.reporting.paper import paper_display, paper_table
+from attnbench.reporting.plots import plot_all, plot_quantity
+from attnbench.reporting.sections import MEASURES_NOTE, Section, build_sections
+from attnbench.reporting.tables import BASELINES, absolute_table, break_even, choose_baseline, relative_table
+from attnbench.reporting.terminal import rich_tables
+
+__all__ = ["Report", "report", "load_runs", "absolute_table", "relative_table", "break_even", "paper_table",
+           "choose_baseline", "render_markdown", "to_markdown", "machine_line", "fmt_sig", "fmt_latency",
+           "BASELINES", "NOISY", "REPORT_NAME", "variant_labels", "MEASURES_NOTE", "DASH", "absolute_display",
+           "relative_display", "break_even_display", "paper_display", "rich_tables", "plot_all", "plot_quantity",
+           "Section", "build_sections"]

@@ -1,0 +1,88 @@
+"""``report()``: a run (or several, or a DataFrame) in, a :class:`Report` of DataFrames, report.md and plots out."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from attnbench.reporting.load import efficiency, ensure_schema, labelled, load_runs
+from attnbench.reporting.markdown import render
+from attnbench.reporting.paper import paper_table
+from attnbench.reporting.plots import plot_all
+from attnbench.reporting.sections import Section, build_sections
+from attnbench.reporting.tables import absolute_table, break_even, choose_baseline, relative_table
+
+__all__ = ["Report", "report", "REPORT_NAME"]
+
+REPORT_NAME = "report.md"
+
+
+@dataclass
+class Report:
+    """Everything a report holds; ``markdown`` is the text of report.md, ``sections`` what it is rendered from."""
+
+    results: pd.DataFrame
+    meta: list[dict[str, Any]]
+    baseline: str | None
+    absolute: pd.DataFrame
+    relative: pd.DataFrame
+    break_even: pd.DataFrame
+    paper: pd.DataFrame
+    sections: list[Section]
+    markdown: str
+    out_dir: Path | None = None
+    files: list[Path] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return (f"Report({len(self.results)} rows, baseline={self.baseline!r}, out_dir={self.out_dir}, "
+                f"files={[p.name for p in self.files]})")
+
+
+def report(runs: str | Path | Iterable[str | Path] | pd.DataFrame, out: str | Path | None = None, *,
+           baseline: str | None = None, plots: bool = True, write: bool | None = None,
+           meta: list[dict[str, Any]] | None = None) -> Report:
+    """Build the report of one or several run directories (or of a results DataFrame).
+
+    Args:
+        runs: a run directory, a list of them (shards are joined), or a DataFrame in the results schema.
+        out: where to write report.md and the plots; default the run directory itself when there is one.
+        baseline: the reference model (default the first of BASELINES present).
+        plots: also write the PNG plots.
+        write: write files (default: True when there is somewhere to write).
+        meta: meta.json dicts, when ``runs`` is a DataFrame.
+
+    Returns:
+        A Report with the tables as DataFrames.
+    """
+    if isinstance(runs, pd.DataFrame):
+        df, metas, names = runs, list(meta or []), []
+    else:
+        df, metas = load_runs(runs)
+        names = list(dict.fromkeys(df["run"])) if "run" in df.columns else []
+        if out is None and len(names) == 1:
+            out = Path(runs) if isinstance(runs, (str, Path)) else Path(list(runs)[0])
+    df = ensure_schema(df)
+    eff = labelled(efficiency(df))
+    base = choose_baseline(eff, baseline)
+    sections = build_sections(df, metas, baseline=base, runs=names)
+    rep = Report(results=df, meta=metas, baseline=base, absolute=absolute_table(eff),
+                 relative=relative_table(eff, base), break_even=break_even(eff, base), paper=paper_table(df),
+                 sections=sections, markdown=render(sections))
+    if write is None:
+        write = out is not None
+    if write:
+        if out is None:
+            raise ValueError("report: pass out= to write the report of a DataFrame")
+        rep.out_dir = Path(out)
+        rep.out_dir.mkdir(parents=True, exist_ok=True)
+        path = rep.out_dir / REPORT_NAME
+        tmp = path.with_suffix(".md.tmp")
+        tmp.write_text(rep.markdown)
+        tmp.replace(path)
+        rep.files.append(path)
+        if plots:
+            rep.files += plot_all(eff, rep.out_dir)
+    return rep

@@ -1,0 +1,154 @@
+"""Numbers and tables as the text a reader sees: significant figures, marks, and each table's display cells.
+
+Numbers are shown only to the significant figures their IQR supports; a cell whose IQR exceeds :data:`NOISY` of
+its median is marked noisy (as ``torch.utils.benchmark`` does).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["NOISY", "NOISE_MARK", "NO_SPREAD_MARK", "DASH", "fmt_sig", "fmt_latency", "fmt_ratio", "status_cell",
+           "absolute_display", "relative_display", "break_even_display", "machine_line", "group_title"]
+
+NOISY = 0.10  # IQR / median above this marks a cell noisy
+NOISE_MARK = "†"
+NO_SPREAD_MARK = "‡"
+DASH = "—"
+
+
+def fmt_sig(x: Any, sig: int = 3) -> str:
+    """``x`` to ``sig`` significant figures, never in scientific notation; NaN/None -> a dash."""
+    if x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA:
+        return DASH
+    x = float(x)
+    if x == 0:
+        return "0"
+    dec = sig - 1 - math.floor(math.log10(abs(x)))
+    return f"{round(x, dec):,.0f}" if dec <= 0 else f"{x:,.{dec}f}"
+
+
+def _decimals(median: float, iqr: float, max_sig: int = 4) -> int:
+    """Decimal places the IQR supports: down to the IQR's leading digit, at most ``max_sig`` significant figures."""
+    top = math.floor(math.log10(abs(median)))
+    dec = -math.floor(math.log10(iqr)) if iqr > 0 else max_sig - 1 - top
+    if top + dec + 1 > max_sig:
+        dec = max_sig - 1 - top
+    if top + dec + 1 < 1:  # the IQR exceeds the value: keep one figure
+        dec = -top
+    return dec
+
+
+def fmt_latency(median: Any, iqr: Any) -> str:
+    """``12.3 ± 0.4`` with the figures the IQR supports; ``†`` marks IQR > 10 % of the median."""
+    if median is None or pd.isna(median) or median <= 0:
+        return DASH
+    iqr = 0.0 if iqr is None or pd.isna(iqr) else float(iqr)
+    if iqr == 0:  # one timing block: the spread is unknown, so no ± and three figures
+        return f"{fmt_sig(median, 3)} {NO_SPREAD_MARK}"
+    dec = _decimals(float(median), iqr)
+
+    def f(v: float) -> str:
+        return f"{round(v, dec):,.0f}" if dec <= 0 else f"{v:,.{dec}f}"
+
+    mark = f" {NOISE_MARK}" if iqr / median > NOISY else ""
+    return f"{f(float(median))} ± {f(iqr)}{mark}"
+
+
+def _latency_sig(median: Any, iqr: Any) -> int:
+    """The significant figures of the latency cell, so that throughput (batch / latency) claims no more."""
+    if median is None or pd.isna(median) or median <= 0 or iqr is None or pd.isna(iqr) or iqr == 0:
+        return 3
+    dec = _decimals(float(median), 0.0 if iqr is None or pd.isna(iqr) else float(iqr))
+    return max(1, math.floor(math.log10(float(median))) + dec + 1)
+
+
+def fmt_ratio(v: Any, noisy: bool = False) -> str:
+    """``1.7×`` (two figures), ``†`` when noisy; NaN -> a dash."""
+    if v is None or pd.isna(v):
+        return DASH
+    return f"{fmt_sig(v, 2)}×" + (f" {NOISE_MARK}" if noisy else "")
+
+
+def status_cell(status: Any, reason: Any = None) -> str:
+    """``ok``, or the status with the first line of its reason (60 characters at most)."""
+    s = "" if status is None or pd.isna(status) else str(status)
+    if s in ("", "ok"):
+        return s
+    r = "" if reason is None or pd.isna(reason) else str(reason).splitlines()[0]
+    return f"{s}: {r[:60]}" if r else s
+
+
+# ------------------------------------------------------------------------------------------------ display tables
+
+def absolute_display(absolute: pd.DataFrame) -> pd.DataFrame:
+    """The absolute table's cells as display strings (what report.md and the terminal show)."""
+    a = absolute
+    ok = a["status"] == "ok"
+    sig = a.apply(lambda r: _latency_sig(r["latency_ms_median"], r["latency_ms_iqr"]), axis=1)
+    return pd.DataFrame({
+        "model": a["model"], "N": a["seq_len"].map(lambda n: f"{int(n):,}"),
+        "params (M)": a["params_m"].map(lambda v: fmt_sig(v, 3)),
+        "GMACs": a["gmacs"].map(lambda v: fmt_sig(v, 3)),
+        "peak mem (MiB)": [fmt_sig(v, 3) if o else DASH for v, o in zip(a["peak_mem_mib"], ok)],
+        "latency (ms)": [fmt_latency(m, i) if o else DASH
+                         for m, i, o in zip(a["latency_ms_median"], a["latency_ms_iqr"], ok)],
+        "throughput (/s)": [fmt_sig(v, s) if o else DASH for v, s, o in zip(a["throughput_per_s"], sig, ok)],
+        "status": [status_cell(s, r) for s, r in zip(a["status"], a["reason"])],
+    })
+
+
+def relative_display(rel: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Wide model x N table of ``column`` (speedup or mem_ratio), failed cells showing their status."""
+    def cell(r: pd.Series) -> str:
+        if r["status"] != "ok":
+            return str(r["status"])
+        if r["baseline_status"] != "ok":
+            b = r["baseline_status"] if pd.notna(r["baseline_status"]) else "missing"
+            return f"{rel.attrs.get('baseline', 'baseline')} {b}"
+        return fmt_ratio(r[column], bool(r["noisy"]) and column == "speedup")
+
+    cells = rel.assign(cell=rel.apply(cell, axis=1))
+    wide = cells.pivot_table(index="model", columns="seq_len", values="cell", aggfunc="first", sort=False)
+    wide = wide.reindex(columns=sorted(wide.columns))
+    wide.columns = [f"N={int(c):,}" for c in wide.columns]
+    return wide.fillna(DASH).reset_index()
+
+
+def break_even_display(be: pd.DataFrame) -> pd.DataFrame:
+    """One row per model: the break-even N in latency and in memory, or why there is none."""
+    def cell(r: pd.Series) -> str:
+        return f"≈ {fmt_sig(r['n'], 3)} ({r['note']})" if r["n"] is not None and pd.notna(r["n"]) else r["note"]
+
+    rows = []
+    for model, g in be.groupby("model", sort=False):
+        d = {r["metric"]: cell(r) for _, r in g.iterrows()}
+        rows.append({"model": model, "latency": d.get("latency", DASH), "memory": d.get("memory", DASH)})
+    return pd.DataFrame(rows, columns=["model", "latency", "memory"])
+
+
+# ------------------------------------------------------------------------------------------------ headings
+
+def machine_line(meta: dict[str, Any]) -> str:
+    """``Machine: <cpu> (<n> cores, <t> torch threads) | GPU ... | torch x | timm y | python z | attnbench v (sha)``."""
+    if not meta:
+        return "Machine: unknown (no meta.json)"
+    hw = f"{meta.get('cpu', '?')} ({meta.get('cpu_count', '?')} cores, {meta.get('torch_threads', '?')} torch threads)"
+    parts = [f"Machine: {hw}"]
+    if meta.get("gpu"):
+        parts.append(f"GPU {meta['gpu']} (CUDA {meta.get('cuda', '?')})")
+    for k in ("torch", "timm", "python"):
+        if meta.get(k):
+            parts.append(f"{k} {meta[k]}")
+    v = meta.get("attnbench")
+    if v:
+        parts.append(f"attnbench {v}" + (f" ({meta['git_commit']})" if meta.get("git_commit") else ""))
+    return " | ".join(parts)
+
+
+def group_title(key: dict[str, Any]) -> str:
+    """``skeleton layer, batch 1, dtype fp32, device cpu, mode infer`` (missing values left out)."""
+    parts = [f"{k} {v}" for k, v in key.items() if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return ", ".join(parts)

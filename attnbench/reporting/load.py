@@ -1,0 +1,243 @@
+"""Runs read into one frame, and the frame helpers every table shares: schema, training rows, hparams variants.
+
+Which columns are numeric and which are plotted comes from the results schema's column specs
+(:func:`column_specs`), so a new measured quantity reaches the tables and plots without an edit here.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from attnbench import results as _results
+from attnbench.results import ALL_COLUMNS, KEY_COLUMNS, load_results, read_meta
+
+__all__ = ["GROUP", "Quantity", "column_specs", "numeric_columns", "plotted_quantities", "load_runs", "train_mask",
+           "ensure_schema", "efficiency", "model_order", "canon_hparams", "parse_hparams", "as_list",
+           "variant_labels", "labelled", "groups", "select"]
+
+GROUP = ["skeleton", "batch", "dtype", "device", "mode"]  # one table per combination
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A plotted column: ``y = column * scale`` on a log axis labelled ``ylabel``, one file per mode if ``per_mode``."""
+
+    column: str
+    scale: float
+    ylabel: str
+    stem: str
+    per_mode: bool
+
+
+# ------------------------------------------------------------------------------------------------ column specs
+
+@dataclass(frozen=True)
+class _Plot:
+    stem: str
+    scale: float
+    ylabel: str
+    per_mode: bool
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    kind: str = "text"
+    plot: _Plot | None = None
+
+
+# The schema's columns as this package read them before attnbench.results described its own (COLUMN_SPECS):
+# the same contract (name, kind, plot), so that the specs replace this table with no other change.
+_NUMERIC = ("seq_len", "batch", "params", "macs", "attn_macs", "peak_mem_bytes", "latency_ms_median",
+            "latency_ms_iqr", "throughput_per_s", "top1", "top5")
+_PLOTS = {"peak_mem_bytes": _Plot("memory", 2**-20, "peak memory (MiB)", True),
+          "latency_ms_median": _Plot("latency", 1.0, "latency, median (ms)", True),
+          "macs": _Plot("flops", 2e-9, "forward GFLOPs (2 × MACs)", False)}
+_FALLBACK_SPECS = {c: _Column(c, "float" if c in _NUMERIC else "text", _PLOTS.get(c)) for c in ALL_COLUMNS}
+
+
+def column_specs() -> dict[str, Any]:
+    """``attnbench.results.COLUMN_SPECS`` (name -> Column with ``kind`` and ``plot``), or the same read of the
+    schema while the results module does not define it."""
+    return getattr(_results, "COLUMN_SPECS", None) or _FALLBACK_SPECS
+
+
+def numeric_columns() -> list[str]:
+    """The results columns read as numbers (kind ``int`` or ``float``), in schema order."""
+    return [name for name, c in column_specs().items() if c.kind in ("int", "float")]
+
+
+def plotted_quantities() -> dict[str, Quantity]:
+    """Every column with a plot, keyed by its file stem (``memory``, ``latency``, ``flops``), in schema order."""
+    return {c.plot.stem: Quantity(name, float(c.plot.scale), c.plot.ylabel, c.plot.stem, bool(c.plot.per_mode))
+            for name, c in column_specs().items() if c.plot is not None}
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+def load_runs(run_dirs: str | Path | Iterable[str | Path]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Read and join one or several run directories (e.g. the shards of one sweep).
+
+    Returns the rows (with a ``run`` column naming the directory; a cell measured twice keeps its last row)
+    and each run's meta.json. Raises a one-line ValueError for a missing directory or a corrupt file.
+    """
+    dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(d) for d in run_dirs]
+    if not dirs:
+        raise ValueError("no run directories given")
+    frames, metas = [], []
+    for d in dirs:
+        if not d.is_dir():
+            raise ValueError(f"not a run directory: {d} (expected a folder holding results.csv)")
+        if not (d / "results.csv").exists():
+            raise ValueError(f"no results.csv in {d}; is it an attnbench run directory?")
+        df = load_results(d)
+        # a joined run (attnbench report A B --out J) keeps each row's source run and the sources' metas
+        df["run"] = df["run"].fillna(d.name) if "run" in df.columns else d.name
+        frames.append(df)
+        meta = read_meta(d)
+        if isinstance(meta.get("runs"), list) and meta["runs"]:
+            metas += [m for m in meta["runs"] if isinstance(m, dict)]
+        elif meta:
+            metas.append({**_flat_meta(meta), "run": d.name})
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return _dedupe(df), metas
+
+
+def _flat_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """meta.json as the sweep writes it (``{"environment": {...}, "config": {...}}``) flattened to one level."""
+    env = meta.get("environment") if isinstance(meta.get("environment"), dict) else {}
+    return {**{k: v for k, v in meta.items() if k != "environment"}, **env}
+
+
+def _dedupe(df: pd.DataFrame) -> pd.DataFrame:
+    if df.empty:
+        return df
+    is_train = train_mask(df)
+    keys = [k for k in KEY_COLUMNS if k in df.columns]
+    eff = df[~is_train].drop_duplicates(keys, keep="last")
+    return pd.concat([eff, df[is_train]], ignore_index=True) if is_train.any() else eff.reset_index(drop=True)
+
+
+def train_mask(df: pd.DataFrame) -> pd.Series:
+    """Rows written by ``attnbench train`` (scope ``train``, or carrying accuracy/dataset columns)."""
+    mask = pd.Series(False, index=df.index)
+    if "scope" in df.columns:
+        mask |= df["scope"] == "train"
+    for c in ("top1", "dataset"):
+        if c in df.columns:
+            mask |= df[c].notna()
+    return mask
+
+
+def ensure_schema(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy with every schema column present and the numeric ones as numbers (unparsable -> NaN)."""
+    df = df.copy()
+    for c in ALL_COLUMNS:
+        if c not in df.columns:
+            df[c] = pd.NA
+    for c in numeric_columns():
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    return df
+
+
+def efficiency(df: pd.DataFrame) -> pd.DataFrame:
+    """The efficiency cells (every row that is not a training row)."""
+    return df[~train_mask(df)]
+
+
+def model_order(df: pd.DataFrame, baseline: str | None = None) -> list[str]:
+    """Models in the frame's order, the baseline first."""
+    seen = list(dict.fromkeys(df["model"].astype(str)))
+    return ([baseline] if baseline in seen else []) + [m for m in seen if m != baseline]
+
+
+# ------------------------------------------------------------------------------------------------ hparams
+
+def parse_hparams(v: Any) -> dict[str, Any]:
+    """An hparams cell (JSON text or dict) as a dict; anything else -> ``{}``."""
+    if isinstance(v, dict):
+        return v
+    try:
+        out = json.loads(v)
+        return out if isinstance(out, dict) else {}
+    except (TypeError, ValueError):
+        return {}
+
+
+def canon_hparams(v: Any) -> str:
+    """One spelling per hparams value (sorted JSON; missing -> ``{}``), so equal settings compare equal."""
+    return json.dumps(parse_hparams(v), sort_keys=True, default=str)
+
+
+def as_list(v: Any) -> list[str]:
+    """A JSON list cell (or a scalar) as a list of strings."""
+    try:
+        x = json.loads(v) if isinstance(v, str) else v
+    except ValueError:
+        return [str(v)]
+    return [str(o) for o in x] if isinstance(x, (list, tuple)) else [str(x)]
+
+
+def _hp_text(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
+
+
+def variant_labels(df: pd.DataFrame) -> pd.Series:
+    """Each row's model label: the model's name, or, when the frame holds that model with more than one distinct
+    ``hparams`` value, the name plus the keys whose values differ between its variants (``soft[landmarks=64]``;
+    a key a variant does not set shows ``default``). Variants are thereby separate models in every table."""
+    model = df["model"].astype(str)
+    if df.empty or "hparams" not in df.columns:
+        return model
+    canon = df["hparams"].map(canon_hparams)
+    labels = model.copy()
+    for m in dict.fromkeys(model):
+        sel = model == m
+        variants = list(dict.fromkeys(canon[sel]))
+        if len(variants) < 2:
+            continue
+        dicts = [json.loads(v) for v in variants]
+        keys = sorted({k for d in dicts for k in d
+                       if len({json.dumps(x.get(k), sort_keys=True, default=str) if k in x else None
+                               for x in dicts}) > 1})
+        names = {v: f"{m}[" + ",".join(f"{k}={_hp_text(d[k]) if k in d else 'default'}" for k in keys) + "]"
+                 for v, d in zip(variants, dicts)}
+        labels[sel] = canon[sel].map(names)
+    return labels
+
+
+def labelled(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``model`` replaced by :func:`variant_labels` and the name kept in ``model_base`` (idempotent)."""
+    labels = variant_labels(df)
+    if "model_base" in df.columns and labels.equals(df["model"].astype(str)):
+        return df
+    out = df.copy()
+    if "model_base" not in out.columns:
+        out["model_base"] = out["model"]
+    out["model"] = labels
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ groups
+
+def groups(df: pd.DataFrame) -> Iterator[tuple[dict[str, Any], pd.DataFrame]]:
+    """Yield (key dict, frame) per (skeleton, batch, dtype, device, mode), in a stable order."""
+    cols = [c for c in GROUP if c in df.columns]
+    if df.empty:
+        return
+    for key, g in df.groupby(cols, dropna=False, sort=True):
+        yield dict(zip(cols, key if isinstance(key, tuple) else (key,))), g
+
+
+def select(frame: pd.DataFrame, key: dict[str, Any]) -> pd.DataFrame:
+    """The rows of ``frame`` matching every column of ``key`` (a missing value matches NaN)."""
+    mask = pd.Series(True, index=frame.index)
+    for k, v in key.items():
+        mask &= frame[k].isna() if v is None or (isinstance(v, float) and math.isnan(v)) else frame[k] == v
+    return frame[mask]

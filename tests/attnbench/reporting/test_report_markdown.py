@@ -1,0 +1,42 @@
+"""report.md and the terminal tables: every section, the machine line, what is measured."""
+from __future__ import annotations
+
+from attnbench import reporting as R
+from report_frames import frame
+
+
+def test_markdown_report_has_every_section_and_the_machine_line():
+    df = frame(fail={("softmax", 4096): "oom"}, iqr=0.2)
+    meta = {"cpu": "Test CPU 9000", "cpu_count": 2, "torch_threads": 2, "torch": "2.14.1", "python": "3.12",
+            "attnbench": "0.1.0", "command": "attnbench run"}
+    md = R.render_markdown(df, [meta])
+    assert md.splitlines()[2].startswith("Machine: Test CPU 9000 (2 cores, 2 torch threads)")
+    for section in ("### Absolute", "### Relative to `softmax`", "### Break-even N", "## Hyper-parameters",
+                    "## Cells that did not finish", "m = 49 landmarks"):
+        assert section in md, section
+    assert "†" in md  # iqr 20 % marks cells noisy
+    # every markdown table row has the same number of cells as its header
+    for block in md.split("\n\n"):
+        lines = [ln for ln in block.splitlines() if ln.startswith("|")]
+        if lines:
+            assert len({ln.count("|") - ln.count("\\|") for ln in lines}) == 1, block
+
+
+def test_report_says_what_peak_memory_and_gmacs_measure():
+    md = R.render_markdown(frame())
+    note = md[:md.index("### Absolute")]
+    for words in ("peak mem", "growth of peak memory", "built model and inputs", "warm-up step", "AdamW state",
+                  "gradients are allocated and freed inside each step", "GMACs", "one forward pass at the cell's batch",
+                  "about 3×"):
+        assert words in note, words
+
+
+def test_rich_tables_render():
+    from rich.console import Console
+
+    rep = R.report(frame(), write=False)
+    console = Console(record=True, width=160)
+    for t in R.rich_tables(rep):
+        console.print(t)
+    text = console.export_text()
+    assert "performer" in text and "speed-up over softmax" in text
