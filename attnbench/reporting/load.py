@@ -1,82 +1,24 @@
 """Runs read into one frame, and the frame helpers every table shares: schema, training rows, hparams variants.
 
-Which columns are numeric and which are plotted comes from the results schema's column specs
-(:func:`column_specs`), so a new measured quantity reaches the tables and plots without an edit here.
+Which columns are numeric comes from the results schema (``attnbench.results.NUMERIC_COLUMNS``).
 """
 from __future__ import annotations
 
 import json
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from attnbench import results as _results
-from attnbench.results import ALL_COLUMNS, KEY_COLUMNS, load_results, read_meta
+from attnbench.results import ALL_COLUMNS, KEY_COLUMNS, NUMERIC_COLUMNS, load_results, read_meta
 
-__all__ = ["GROUP", "Quantity", "column_specs", "numeric_columns", "plotted_quantities", "load_runs", "train_mask",
+__all__ = ["GROUP", "load_runs", "train_mask",
            "ensure_schema", "efficiency", "model_order", "canon_hparams", "parse_hparams", "as_list",
            "variant_labels", "labelled", "groups", "select"]
 
 GROUP = ["skeleton", "batch", "dtype", "device", "mode"]  # one table per combination
-
-
-@dataclass(frozen=True)
-class Quantity:
-    """A plotted column: ``y = column * scale`` on a log axis labelled ``ylabel``, one file per mode if ``per_mode``."""
-
-    column: str
-    scale: float
-    ylabel: str
-    stem: str
-    per_mode: bool
-
-
-# ------------------------------------------------------------------------------------------------ column specs
-
-@dataclass(frozen=True)
-class _Plot:
-    stem: str
-    scale: float
-    ylabel: str
-    per_mode: bool
-
-
-@dataclass(frozen=True)
-class _Column:
-    name: str
-    kind: str = "text"
-    plot: _Plot | None = None
-
-
-# The schema's columns as this package read them before attnbench.results described its own (COLUMN_SPECS):
-# the same contract (name, kind, plot), so that the specs replace this table with no other change.
-_NUMERIC = ("seq_len", "batch", "params", "macs", "attn_macs", "peak_mem_bytes", "latency_ms_median",
-            "latency_ms_iqr", "throughput_per_s", "top1", "top5")
-_PLOTS = {"peak_mem_bytes": _Plot("memory", 2**-20, "peak memory (MiB)", True),
-          "latency_ms_median": _Plot("latency", 1.0, "latency, median (ms)", True),
-          "macs": _Plot("flops", 2e-9, "forward GFLOPs (2 × MACs)", False)}
-_FALLBACK_SPECS = {c: _Column(c, "float" if c in _NUMERIC else "text", _PLOTS.get(c)) for c in ALL_COLUMNS}
-
-
-def column_specs() -> dict[str, Any]:
-    """``attnbench.results.COLUMN_SPECS`` (name -> Column with ``kind`` and ``plot``), or the same read of the
-    schema while the results module does not define it."""
-    return getattr(_results, "COLUMN_SPECS", None) or _FALLBACK_SPECS
-
-
-def numeric_columns() -> list[str]:
-    """The results columns read as numbers (kind ``int`` or ``float``), in schema order."""
-    return [name for name, c in column_specs().items() if c.kind in ("int", "float")]
-
-
-def plotted_quantities() -> dict[str, Quantity]:
-    """Every column with a plot, keyed by its file stem (``memory``, ``latency``, ``flops``), in schema order."""
-    return {c.plot.stem: Quantity(name, float(c.plot.scale), c.plot.ylabel, c.plot.stem, bool(c.plot.per_mode))
-            for name, c in column_specs().items() if c.plot is not None}
 
 
 # ------------------------------------------------------------------------------------------------ loading
@@ -141,7 +83,7 @@ def ensure_schema(df: pd.DataFrame) -> pd.DataFrame:
     for c in ALL_COLUMNS:
         if c not in df.columns:
             df[c] = pd.NA
-    for c in numeric_columns():
+    for c in NUMERIC_COLUMNS:
         df[c] = pd.to_numeric(df[c], errors="coerce")
     return df
 

@@ -12,12 +12,14 @@ from typing import Any
 
 import pandas as pd
 
-from attnbench.reporting.load import Quantity, plotted_quantities, train_mask
+from attnbench.reporting.load import train_mask
+from attnbench.results import COLUMN_SPECS
+from attnbench.schema import Column
 
 __all__ = ["plot_all", "plot_quantity", "QUANTITIES"]
 
-# file stem -> the column drawn, from the results schema's column specs
-QUANTITIES: dict[str, Quantity] = plotted_quantities()
+# file stem -> the column drawn: every column of the results schema that declares a plot
+QUANTITIES: dict[str, Column] = {c.plot.stem: c for c in COLUMN_SPECS.values() if c.plot is not None}
 _MARKERS = "osD^v<>ph*"
 
 
@@ -35,8 +37,8 @@ def plot_quantity(df: pd.DataFrame, quantity: str, path: str | Path, *, title: s
 
     Returns the path, or None when there is nothing to draw.
     """
-    q = QUANTITIES[quantity]
-    col, scale, ylabel = q.column, q.scale, q.ylabel
+    c = QUANTITIES[quantity]
+    col, scale, ylabel = c.name, c.plot.scale, c.plot.ylabel
     df = df.copy()
     df["seq_len"] = pd.to_numeric(df["seq_len"], errors="coerce")
     df["_y"] = pd.to_numeric(df[col], errors="coerce") * scale
@@ -121,9 +123,9 @@ def plot_all(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         suffix = "" if len(combos) == 1 else "_" + "-".join(
             [str(key.get("skeleton")), f"b{key.get('batch')}", str(key.get("dtype")), str(key.get("device"))])
         suffix = suffix.replace("/", "_").replace(":", "")
-        for quantity, q in QUANTITIES.items():
-            stem = q.stem
-            if q.per_mode:
+        for quantity, c in QUANTITIES.items():
+            stem = c.plot.stem
+            if c.plot.per_mode:
                 for mode, gm in g.groupby("mode", sort=True):
                     p = plot_quantity(gm, quantity, out_dir / f"{stem}_{mode}{suffix}.png",
                                       title=_title({**key, "mode": mode}, quantity))
