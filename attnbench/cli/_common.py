@@ -1,4 +1,5 @@
-"""What every command shares: one way out for bad input (one line on stderr, exit 2, no traceback)."""
+"""What every command shares: one way out for bad input (one line on stderr, exit 2, no traceback), and the one
+table from config fields to command-line flags."""
 from __future__ import annotations
 
 import functools
@@ -8,9 +9,20 @@ from typing import Any, Callable, NoReturn
 
 import click
 
-__all__ = ["abort", "user_errors"]
+from attnbench.config import ConfigError
+
+__all__ = ["abort", "user_errors", "flag", "FLAGS"]
 
 USAGE_EXIT = 2
+
+# config field -> flag, where the flag is not "--" + the field with dashes (``flag``): how a ConfigError, which
+# names fields (``attnbench.config``), reads on the command line. Fields of SweepConfig, TrainConfig and run_sweep.
+FLAGS: dict[str, str] = {"seq_lens": "--seq", "modes": "--mode", "hparams": "--hparam", "run_dir": "--out"}
+
+
+def flag(field: str) -> str:
+    """The command-line flag that sets config ``field`` (``min_time`` -> ``--min-time``)."""
+    return FLAGS.get(field) or "--" + field.replace("_", "-")
 
 
 def abort(message: str, code: int = USAGE_EXIT) -> NoReturn:
@@ -19,7 +31,8 @@ def abort(message: str, code: int = USAGE_EXIT) -> NoReturn:
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the API's ValueError/FileNotFoundError/PermissionError into ``abort``; ATTNBENCH_DEBUG=1 re-raises."""
+    """Turn the API's ValueError/FileNotFoundError/PermissionError into ``abort`` (a ConfigError in the words of the
+    flags); ATTNBENCH_DEBUG=1 re-raises."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -28,6 +41,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
             if os.environ.get("ATTNBENCH_DEBUG"):
                 raise
-            abort(str(e).splitlines()[0] if str(e) else type(e).__name__)
+            text = e.render(flag) if isinstance(e, ConfigError) else str(e)
+            abort(text.splitlines()[0] if text else type(e).__name__)
 
     return wrapper

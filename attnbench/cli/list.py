@@ -22,7 +22,7 @@ def list_cmd(pattern: str) -> None:
     from attnbench.cli._render import console as _console
 
     from attnbench.registry import CORE_MODELS, get_attention, list_attentions
-    from attnbench.skeletons import skeleton_names
+    from attnbench.skeletons import describe as describe_skeletons
 
     names = list_attentions(pattern)
     if not names:
@@ -37,4 +37,6 @@ def list_cmd(pattern: str) -> None:
                       e.description)
     console = _console()
     console.print(table)
-    console.print(f"skeletons: {', '.join(skeleton_names())}")
+    console.print("skeletons (--skeleton):")
+    for line in describe_skeletons():
+        console.print(f"  {line}", highlight=False)

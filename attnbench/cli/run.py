@@ -10,20 +10,16 @@ from typing import Any
 import click
 
 from attnbench.cli._common import abort, user_errors
+from attnbench.config import DTYPES, MODES, ConfigError, ref
+from attnbench.skeletons import describe as describe_skeletons
 
-__all__ = ["run", "DEFAULTS", "parse_shard", "parse_modes", "parse_mem", "parse_device", "default_run_name",
-           "prepare_run_dir", "check_tiling"]
+__all__ = ["run", "DEFAULTS", "parse_shard", "parse_modes", "parse_mem", "default_run_name", "prepare_run_dir"]
 
 # The embedded default (`attnbench run` with no options): every core method, on one attention layer at
 # ViT-Tiny width, 1024..4096 tokens (Linformer's k=256 needs N > 256), inference and training, batch 1.
 # Measured to finish well inside 5 minutes on a 2-core CPU (see README).
 DEFAULTS: dict[str, Any] = dict(models="core", seq="1024..4096", skeleton="layer", batch=1, dtype="fp32",
                                 mode="infer,train", device="auto", out="results", timeout=120.0, min_time=0.2)
-# kept here (torch-free) so --help stays fast; tests check it equals attnbench.skeletons.skeleton_names()
-SKELETON_NAMES = ("vit-tiny", "vit-small", "vit-base", "layer", "layer-small", "layer-base", "soft-tiny",
-                  "soft-small", "soft-medium", "soft-large", "soft-huge")
-MODES = ("infer", "train")
-DTYPES = ("fp32", "bf16", "fp16")
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -32,15 +28,16 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
         return None
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not m or int(m[2]) < 1 or int(m[1]) >= int(m[2]):
-        raise ValueError(f"bad --shard {text!r}; expected i/N with 0 <= i < N, e.g. 0/4 (the first of 4 shards)")
+        raise ConfigError("shard", f"bad {ref('shard')} {text!r}; expected i/N with 0 <= i < N, e.g. 0/4 (the first "
+                                   "of 4 shards)")
     return int(m[1]), int(m[2])
 
 
 def parse_modes(text: str) -> list[str]:
+    """``"infer,train"`` -> ``["infer", "train"]`` (order kept, duplicates dropped)."""
     modes = list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
-    bad = [m for m in modes if m not in MODES]
-    if bad or not modes:
-        raise ValueError(f"bad --mode {text!r}; accepted: infer, train or infer,train")
+    if not modes or any(m not in MODES for m in modes):
+        raise ConfigError("modes", f"bad {ref('modes')} {text!r}; accepted: {', '.join(MODES)} or {','.join(MODES)}")
     return modes
 
 
@@ -50,18 +47,8 @@ def parse_mem(text: str | None) -> int | None:
         return None
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*", text)
     if not m or float(m[1]) <= 0:
-        raise ValueError(f"bad --mem-limit {text!r}; expected a size such as 8G, 512M or 1.5GiB")
+        raise ConfigError("mem_limit", f"bad {ref('mem_limit')} {text!r}; expected a size such as 8G, 512M or 1.5GiB")
     return int(float(m[1]) * 1024 ** " KMGT".index((m[2] or " ").upper()))
-
-
-def parse_device(text: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; ``cpu``, ``cuda`` and ``cuda:i`` are checked."""
-    from attnbench.sweep import resolve_device
-
-    try:
-        return resolve_device(text)
-    except ValueError as e:
-        raise ValueError(str(e).replace("device", "--device", 1)) from None
 
 
 def default_run_name(skeleton: str, models: str, shard: tuple[int, int] | None = None) -> str:
@@ -90,25 +77,8 @@ def prepare_run_dir(out: str | Path, name: str, resume: bool) -> Path:
         raise ValueError(f"run {run_dir} already exists; pass --resume to finish it or choose another --name")
     from attnbench.sweep import prepare_dir
 
-    try:
-        prepare_dir(run_dir)
-    except ValueError as e:
-        raise ValueError(str(e).replace("the run directory", "--out", 1)) from None
+    prepare_dir(run_dir)
     return run_dir
-
-
-def check_tiling(skeleton: str, seq_lens: list[int]) -> None:
-    """Every N must tile the skeleton's token grid (ViT: H*W = N within aspect 1:4; pyramid: sides multiple of 8)."""
-    if skeleton == "layer" or skeleton.startswith("layer-"):
-        return
-    from attnbench.skeletons import grid_for
-
-    multiple = 8 if skeleton.startswith("soft-") else 1
-    for n in seq_lens:
-        try:
-            grid_for(n, multiple=multiple)
-        except ValueError as e:
-            raise ValueError(f"--seq {n} does not fit skeleton {skeleton}: {e}; or use --skeleton layer") from None
 
 
 @click.command("run", short_help="Sweep attentions across sequence lengths: FLOPs, memory, latency.",
@@ -120,11 +90,11 @@ def check_tiling(skeleton: str, seq_lens: list[int]) -> None:
               help="Sequence lengths: 1024..16384 doubles, 256..1024:+256 adds, 196..3136:*4 multiplies; "
                    "commas join forms (196,256..1024).")
 @click.option("--skeleton", default=DEFAULTS["skeleton"], metavar="NAME",
-              help=f"Model around the attention: {', '.join(SKELETON_NAMES)}. 'layer' times the attention alone "
-                   "at ViT-Tiny width; vit-* are timm ViTs with exactly N tokens.")
+              help=f"Model around the attention. {'. '.join(describe_skeletons())}.")
 @click.option("--batch", "-b", default=DEFAULTS["batch"], type=click.IntRange(min=1),
               help="Batch size (never changed silently: an OOM is a row with status oom).")
-@click.option("--dtype", default=DEFAULTS["dtype"], type=click.Choice(DTYPES), help="Autocast dtype (weights and inputs stay fp32; bf16/fp16 run matmuls under torch.autocast).")
+@click.option("--dtype", default=DEFAULTS["dtype"], type=click.Choice(DTYPES),
+              help="Autocast dtype (weights and inputs stay fp32; bf16/fp16 run matmuls under torch.autocast).")
 @click.option("--mode", default=DEFAULTS["mode"], help="infer (forward, no grad), train (forward+backward+step), "
                                                        "or both: infer,train.")
 @click.option("--device", default=DEFAULTS["device"], help="auto, cpu, cuda or cuda:<index>.")
@@ -168,39 +138,23 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
       attnbench run --name big --resume                       # finish an interrupted run
       attnbench run --shard 1/4 --name big-s1 ...             # shard 1 of 4 (0-based)
     """
+    from attnbench.config import SweepConfig, validate
+    from attnbench.registry import parse_models, resolve_hparams
     from attnbench.seqspec import parse_seq
 
-    seq_lens = parse_seq(seq)
-    modes = parse_modes(mode)
-    shard_t = parse_shard(shard)
-    mem_bytes = parse_mem(mem_limit)
-    if skeleton not in SKELETON_NAMES:
-        from attnbench.skeletons import check_skeleton
-
-        try:
-            check_skeleton(skeleton)
-        except ValueError as e:
-            raise ValueError(str(e).replace("unknown skeleton", "unknown --skeleton", 1)) from None
+    # the text options first (cheap), then what needs the registry; validate() checks the values
+    seq_lens, modes, shard_t, mem_bytes = parse_seq(seq), parse_modes(mode), parse_shard(shard), parse_mem(mem_limit)
     if retry_failed and not resume:
         raise ValueError("--retry-failed goes with --resume --name <run> (the run whose failed cells to re-run)")
     if resume and not name:
         raise ValueError("--resume needs --name <run> (the folder under --out to finish)")
-    from attnbench.registry import parse_models, resolve_hparams
-
     names = parse_models(models)
-    hp = resolve_hparams(list(hparams))
-    unused = sorted(set(hp) - set(names))
-    if unused:
-        raise ValueError(f"--hparam given for {', '.join(unused)}, which is not in --models ({', '.join(names)})")
-    check_tiling(skeleton, seq_lens)
-    dev = parse_device(device)
-
-    from attnbench.sweep import SweepConfig, run_sweep, validate
-
     config = SweepConfig(models=names, seq_lens=seq_lens, skeleton=skeleton, batch=batch, dtype=dtype, modes=modes,
-                         device=dev, hparams=hp, timeout=timeout, min_time=min_time, threads=threads,
-                         mem_limit=mem_bytes, shard=shard_t)
-    validate(config)  # every check before the run directory exists
+                         device=device, hparams=resolve_hparams(list(hparams)), timeout=timeout, min_time=min_time,
+                         threads=threads, mem_limit=mem_bytes, shard=shard_t)
+    config.device = dev = validate(config)  # every check before the run directory exists; auto -> cpu or cuda
+    from attnbench.sweep import run_sweep
+
     run_dir = prepare_run_dir(out, name or default_run_name(skeleton, models, shard_t), resume)
     click.echo(f"attnbench run: {len(names)} models x {len(seq_lens)} N x {len(modes)} modes on {skeleton}, "
                f"{dev}, {dtype}, batch {batch}" + (f", shard {shard_t[0]}/{shard_t[1]}" if shard_t else "")

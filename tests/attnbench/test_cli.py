@@ -3,6 +3,7 @@ and the run -> report flow against a stand-in engine (the real engine's end-to-e
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import types
@@ -48,11 +49,17 @@ def test_python_dash_m_and_version():
     assert out.returncode == 0 and "0.1.0" in out.stdout
 
 
-def test_skeleton_names_in_help_match_the_registry():
-    from attnbench.cli.run import SKELETON_NAMES
-    from attnbench.skeletons import skeleton_names
+def test_skeleton_help_derives_from_the_families():
+    from attnbench.skeletons import FAMILIES, skeleton_names
 
-    assert list(SKELETON_NAMES) == skeleton_names()
+    def flat(text: str) -> str:  # undo the help's line wrapping (which may break after a hyphen)
+        return re.sub(r"-\s+", "-", " ".join(text.split()))
+
+    for text in (flat(invoke("list").output), flat(invoke("run", "--help").output)):
+        assert all(name in text for name in skeleton_names())
+        assert "vit-<size>-d<depth>" in text and "vit-tiny-d4" in text  # the depth pattern is a family member
+        assert all(flat(f.help) in text for f in FAMILIES)
+    assert_one_line_error(invoke("run", "--skeleton", "vit-tiny-d13"), "unknown --skeleton", "vit-<size>-d<depth>")
 
 
 def test_list_shows_core_methods_with_defaults():

@@ -29,7 +29,7 @@ class _Sdpa(nn.Module):
 @pytest.fixture(scope="module", autouse=True)
 def _register():
     for name, extra in (("_sk_a", 0), ("_sk_b", 777)):
-        register_attention(AttentionEntry(name, _Sdpa, {"extra": extra}), overwrite=True)
+        register_attention(AttentionEntry(name, _Sdpa, defaults={"extra": extra}), overwrite=True)
 
 
 @pytest.mark.parametrize("n,hw", [(1024, (32, 32)), (2048, (32, 64)), (196, (14, 14)), (4096, (64, 64)), (8, (2, 4))])

@@ -1,0 +1,225 @@
+"""What a sweep may be asked for, and every check of it, in one place (no torch or pandas at import).
+
+:class:`SweepConfig` is the sweep's input; :func:`validate` checks all of it before a cell runs. The choices
+(``MODES``, ``DTYPES``, ``DEVICE_KINDS``, ``ISOLATIONS``) are Literal types, so a type checker sees them too.
+``attnbench.train.config`` validates a training run with the same primitives.
+
+Errors are :class:`ConfigError` (a ``ValueError``): one line that names the offending config *field*. A message
+refers to fields through :func:`ref`, so each front end renders them in its own words: ``str(e)`` says ``seq_lens``,
+the command line says ``--seq`` (``attnbench.cli._common.FLAGS``, the one field-to-flag table).
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, get_args
+
+__all__ = ["Mode", "Dtype", "DeviceKind", "Isolation", "MODES", "DTYPES", "DEVICE_KINDS", "ISOLATIONS",
+           "ConfigError", "ref", "check_choice", "check_positive", "check_modes", "check_device", "resolve_device",
+           "check_hparam_keys", "check_hparam_values", "SweepConfig", "validate"]
+
+Mode = Literal["infer", "train"]
+Dtype = Literal["fp32", "bf16", "fp16"]  # fp32, or autocast to bf16/fp16 (the weights stay fp32)
+DeviceKind = Literal["cpu", "cuda"]
+Isolation = Literal["fork", "spawn"]
+MODES: tuple[Mode, ...] = get_args(Mode)
+DTYPES: tuple[Dtype, ...] = get_args(Dtype)
+DEVICE_KINDS: tuple[DeviceKind, ...] = get_args(DeviceKind)
+ISOLATIONS: tuple[Isolation, ...] = get_args(Isolation)
+
+_REF = "\x1f"  # ASCII unit separator around a field name in a message: never part of a user's value
+
+
+def ref(name: str) -> str:
+    """Refer to config field ``name`` inside a :class:`ConfigError` message (rendered by each front end)."""
+    return f"{_REF}{name}{_REF}"
+
+
+class ConfigError(ValueError):
+    """A bad config value. ``field`` is the offending field; ``str(e)`` names fields as themselves, and
+    :meth:`render` with another naming (the CLI's flags)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field, self.template = field, message
+        super().__init__(self.render())
+
+    def render(self, name: Callable[[str], str] = str) -> str:
+        """The message with every :func:`ref` field written as ``name(field)``."""
+        return re.sub(f"{_REF}(\\w+){_REF}", lambda m: name(m[1]), self.template)
+
+    def __reduce__(self) -> tuple:  # picklable across processes despite the two-argument constructor
+        return type(self), (self.field, self.template)
+
+
+def check_choice(name: str, value: Any, accepted: tuple[str, ...]) -> None:
+    """``value`` must be one of ``accepted``."""
+    if value not in accepted:
+        raise ConfigError(name, f"bad {ref(name)} {value!r}; accepted: {', '.join(accepted)}")
+
+
+def check_positive(name: str, value: Any, expected: str, *, integer: bool = False, optional: bool = False) -> None:
+    """``value`` must be a number > 0 (an int if ``integer``; None allowed if ``optional``)."""
+    if value is None and optional:
+        return
+    kinds = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
+        raise ConfigError(name, f"bad {ref(name)} {value!r}; expected {expected}")
+
+
+def check_modes(modes: list[str]) -> None:
+    if not modes or any(m not in MODES for m in modes):
+        raise ConfigError("modes", f"bad {ref('modes')} {modes!r}; accepted: {', '.join(MODES)}")
+
+
+def check_device(device: str) -> None:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:<index>`` (syntax only: no torch)."""
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ConfigError("device", f"bad {ref('device')} {device!r}; accepted: auto, cpu, cuda, cuda:<index>")
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` if available else ``cpu``; ``cuda[:i]`` without CUDA (or past the device count) and
+    anything else -> ConfigError."""
+    check_device(device)
+    if device == "cpu":
+        return device
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        raise ConfigError("device", f"{ref('device')} {device!r}: CUDA is not available (no CUDA device is visible "
+                                    f"to torch); use {ref('device')} cpu or auto")
+    idx = int(device.partition(":")[2] or 0)
+    if idx >= torch.cuda.device_count():
+        raise ConfigError("device", f"{ref('device')} {device!r}: only {torch.cuda.device_count()} CUDA device(s) "
+                                    "visible")
+    return device
+
+
+def check_hparam_keys(model: str, cls: type, keys: Any) -> None:
+    """Every key must be a constructor argument of the attention class ``cls`` (anything goes with ``**kwargs``)."""
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    bad = sorted(set(keys) - set(params))
+    if bad:
+        accepted = ", ".join(p for p in params if p not in ("self", "dim", "num_heads"))
+        raise ConfigError("hparams", f"{model} has no hyper-parameter {bad[0]!r}; accepted: {accepted}")
+
+
+def check_hparam_values(entry: Any, hp: dict[str, Any], seq_len: int) -> None:
+    """Build the attention once on the CPU (ViT-Tiny width, ``seq_len``) so that a bad value fails before a sweep,
+    not as a row per cell. The caller's RNG is left as it was (Performer draws its features from it)."""
+    import torch
+
+    try:
+        with torch.random.fork_rng(devices=[]):
+            entry.build(192, 3, seq_len=seq_len, **hp)
+    except (TypeError, ValueError) as e:
+        values = ", ".join(f"{k}={v!r}" for k, v in hp.items())
+        raise ConfigError("hparams", f"bad hyper-parameters for {entry.name} ({values}): "
+                                     f"{str(e).splitlines()[0]}") from None
+
+
+@dataclass
+class SweepConfig:
+    """What to sweep.
+
+    Attributes:
+        models: registered attention names (or ``module:Class``), in report order.
+        seq_lens: token counts N, in order.
+        skeleton: ``layer``, ``vit-tiny``, ... (``attnbench.skeletons.describe()`` lists the families).
+        batch: samples per step, the same for every cell (never changed on failure).
+        dtype: ``fp32``, ``bf16`` or ``fp16`` (autocast).
+        modes: ``infer`` and/or ``train``.
+        device: ``auto`` (cuda if available, else cpu), ``cpu``, ``cuda`` or ``cuda:i``.
+        hparams: per-model overrides of the registry defaults, ``{"soft": {"landmarks": 64}}``.
+        timeout: seconds per cell before it is killed (status ``timeout``); None for no limit.
+        min_time: seconds of timing per cell (at least 7 ``Timer.timeit`` blocks, see ``measure.latency``).
+        threads: intra-op CPU threads per cell; None: torch's default (one per core).
+        mem_limit: bytes of address space a cell may add after start-up (status ``oom`` beyond); None: no cap.
+        shard: ``(i, n)``, 0 <= i < n: run every n-th cell starting at i; None: all cells.
+        isolation: ``fork`` (cells forked from a pre-imported server: ~0.1 s start) or ``spawn`` (a new
+            interpreter per cell: ~6-10 s start). Both give every cell a fresh process.
+    """
+
+    models: list[str]
+    seq_lens: list[int]
+    skeleton: str = "layer"
+    batch: int = 1
+    dtype: Dtype = "fp32"
+    modes: list[Mode] = field(default_factory=lambda: ["infer"])
+    device: str = "auto"
+    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    timeout: float | None = 120.0
+    min_time: float = 0.5
+    threads: int | None = None
+    mem_limit: int | None = None
+    shard: tuple[int, int] | None = None
+    isolation: Isolation = "fork"
+
+
+def validate(config: SweepConfig) -> str:
+    """Check everything that can be checked before a cell runs; returns the resolved device."""
+    entries = _check_models(config.models)
+    family = _check_skeleton_and_seq_lens(config.skeleton, config.seq_lens)
+    check_positive("batch", config.batch, "an int >= 1", integer=True)
+    check_choice("dtype", config.dtype, DTYPES)
+    check_modes(config.modes)
+    check_positive("timeout", config.timeout, "seconds > 0 or None", optional=True)
+    check_positive("min_time", config.min_time, "seconds > 0")
+    check_positive("threads", config.threads, "a count >= 1 (or None for one per core)", integer=True, optional=True)
+    check_positive("mem_limit", config.mem_limit, "bytes > 0 or None", optional=True)
+    check_choice("isolation", config.isolation, ISOLATIONS)
+    _check_shard(config.shard)
+    for model, hp in config.hparams.items():
+        if model not in entries:
+            raise ConfigError("hparams", f"{ref('hparams')} given for {model!r}, which is not in {ref('models')} "
+                                         f"({', '.join(config.models)})")
+        check_hparam_keys(model, entries[model].cls, hp)
+        if not family.per_stage_hparams:  # such a skeleton sets per-stage values; it checks them when built
+            check_hparam_values(entries[model], hp, max(config.seq_lens))
+    return resolve_device(config.device)
+
+
+def _check_models(models: list[str]) -> dict[str, Any]:
+    from attnbench.registry import get_attention
+
+    if not models:
+        raise ConfigError("models", f"no {ref('models')} given; pass registered attention names "
+                                    "(see `attnbench list`)")
+    entries = {m: get_attention(m) for m in models}  # unknown -> ValueError listing the registered ones
+    if len(entries) != len(models):
+        raise ConfigError("models", f"duplicate {ref('models')} in {models}")
+    return entries
+
+
+def _check_skeleton_and_seq_lens(skeleton: str, seq_lens: list[int]) -> Any:
+    """The skeleton's family; every N must be a positive int its token grid can tile."""
+    from attnbench.skeletons import family_of
+
+    family = family_of(skeleton)
+    if not seq_lens:
+        raise ConfigError("seq_lens", f"no sequence lengths given ({ref('seq_lens')})")
+    for n in seq_lens:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError("seq_lens", f"bad sequence length {n!r} in {ref('seq_lens')}; expected a positive int")
+        try:
+            family.grid(n)
+        except ValueError as e:
+            raise ConfigError("seq_lens", f"{ref('seq_lens')} {n} does not fit skeleton {skeleton}: {e}; or use "
+                                          f"{ref('skeleton')} layer") from None
+    if len(set(seq_lens)) != len(seq_lens):
+        raise ConfigError("seq_lens", f"duplicate sequence lengths in {ref('seq_lens')}: {seq_lens}")
+    return family
+
+
+def _check_shard(shard: tuple[int, int] | None) -> None:
+    if shard is None:
+        return
+    ok = isinstance(shard, (tuple, list)) and len(shard) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in shard)
+    if not (ok and shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+        raise ConfigError("shard", f"bad {ref('shard')} {shard!r}; expected (i, n) with 0 <= i < n")
