@@ -25,6 +25,7 @@ The batch never changes: a cell that does not fit is ``oom``, never retried smal
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -251,12 +252,27 @@ def _set_memory_cap(extra_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Have the kernel send ``sig`` to this process when its parent dies (Linux ``PR_SET_PDEATHSIG``), so that no
+    cell outlives a sweep killed with SIGKILL; elsewhere a no-op. A parent already gone means exit now."""
+    import ctypes
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _child(spec: CellSpec, mem_limit: int | None, imports: list[str]) -> None:
     """The body of a cell's process: prints the row as JSON on the last line of stdout."""
     import importlib
     import warnings
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a cell stops
+    die_with_parent()
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*")
     import torch  # noqa: F401  (imported before the cap, so that the cap measures the cell, not torch)
 
@@ -277,9 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mem-limit", type=int, default=None)
     p.add_argument("--import", dest="imports", action="append", default=[])
     p.add_argument("--serve", action="store_true", help="run the cell server of CellRunner(isolation='fork')")
+    p.add_argument("--scratch", default=None, help="the server's scratch folder, removed if its parent dies")
     args = p.parse_args(argv)
     if args.serve:
-        _serve()
+        _serve(args.scratch)
         return 0
     _child(CellSpec.from_json(sys.stdin.read()), args.mem_limit, args.imports)
     return 0
@@ -291,15 +308,30 @@ def _json_default(v: Any) -> Any:
     return str(v)
 
 
-def _serve() -> None:
+def _serve(scratch: str | None = None) -> None:
     """The cell server: import everything once, then fork one fresh process per request.
 
     Protocol (one JSON object per line): request ``{"spec", "mem_limit", "imports", "out", "err"}`` on stdin;
     replies ``{"pid": pid}`` when the cell starts and ``{"pid": pid, "wait_status": ws}`` when it has ended.
+    If the parent dies (even by SIGKILL) the server gets SIGTERM: it kills the running cell, removes ``scratch``
+    and exits.
     """
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # stray prints from imports must not corrupt the protocol
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    running: list[int] = []
+
+    def orphaned(_sig: int, _frame: Any) -> None:
+        import shutil
+
+        for pid in running:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        os._exit(143)
+    signal.signal(signal.SIGTERM, orphaned)
+    die_with_parent(signal.SIGTERM)
     import attnbench.measure._preload  # noqa: F401
 
     for line in sys.stdin:
@@ -311,7 +343,9 @@ def _serve() -> None:
             code = 1
             try:
                 proto.close()  # only the server talks to the parent
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 os.setsid()
+                die_with_parent()
                 for fd, path in ((1, req["out"]), (2, req["err"])):
                     f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                     os.dup2(f, fd)
@@ -330,8 +364,10 @@ def _serve() -> None:
                     sys.stderr.flush()
                 finally:
                     os._exit(code)
+        running[:] = [pid]
         proto.write(json.dumps({"pid": pid}) + "\n")
         _, ws = os.waitpid(pid, 0)
+        running.clear()
         proto.write(json.dumps({"pid": pid, "wait_status": ws}) + "\n")
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 from attnbench.schema import IDENTITY, KEY_COLUMNS, OUTCOME, RUN, STATUSES, TRAIN, Column, Row
 
 __all__ = ["COLUMNS", "COLUMN_SPECS", "NUMERIC_COLUMNS", "ALL_COLUMNS", "TRAIN_COLUMNS", "STATUSES", "KEY_COLUMNS",
-           "Row", "new_row", "append_row", "load_results", "write_parquet",
+           "Row", "RunLock", "new_row", "append_row", "load_results", "write_parquet",
            "environment", "write_meta", "read_meta"]
 
 
@@ -71,6 +71,51 @@ def _cell(v: Any) -> Any:
     return "" if v is None else v
 
 
+class RunLock:
+    """One writer per run directory: an exclusive ``fcntl.flock`` on ``<run_dir>/.lock`` holding the owner's PID.
+
+    A second process (``run`` or ``train`` into the same folder) gets a one-line ValueError naming the holder's PID.
+    The kernel drops the lock when the holder dies, however it dies, so a crashed run never leaves it stale.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / self.NAME
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ValueError(f"run directory {self.path.parent} is in use by another attnbench process (PID {holder}); "
+                             "wait for it or choose another --name/--out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(text: str) -> None:
+    """A one-line warning, printed once per process whatever the number of reads."""
+    if text not in _WARNED:
+        _WARNED.add(text)
+        warnings.warn(text, stacklevel=3)
+
+
 def _drop_torn_line(path: Path, *, truncate: bool = False) -> bytes:
     """The file's complete lines. A last line without its newline is a row torn by a crash mid-write: it is left
     out with a warning (and cut from the file when ``truncate``, so that the next row starts on a line of its own)."""
@@ -79,7 +124,7 @@ def _drop_torn_line(path: Path, *, truncate: bool = False) -> bytes:
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         keep = data.rfind(b"\n") + 1
-        warnings.warn(f"{path}: dropped a torn last row ({len(data) - keep} bytes without a newline)", stacklevel=3)
+        _warn_once(f"{path}: dropped a torn last row ({len(data) - keep} bytes without a newline)")
         if truncate:
             with open(path, "r+b") as f:
                 f.truncate(keep)
@@ -102,6 +147,13 @@ def load_results(run_dir: str | Path) -> pd.DataFrame:
     for c in ALL_COLUMNS:
         if c not in df.columns:
             df[c] = pd.NA
+    for c in ("seq_len", "batch"):
+        nums = pd.to_numeric(df[c], errors="coerce")
+        bad = nums.isna() & df[c].notna() | (nums.notna() & (nums % 1 != 0))
+        if bad.any():
+            raise ValueError(f"corrupt results file {path}: column {c!r} holds {df.loc[bad, c].iloc[0]!r} in row "
+                             f"{int(bad.idxmax()) + 2}; expected a whole number")
+        df[c] = nums.astype("int64" if nums.notna().all() else "Int64")
     bad = ~df["status"].isin(STATUSES)
     if bad.any():
         raise ValueError(f"corrupt results file {path}: unknown status {df.loc[bad, 'status'].iloc[0]!r} "

@@ -3,17 +3,41 @@ timeout and the memory cap, and turn whatever happened into a row with a typed s
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from attnbench.cell import _OOM_MARKERS, CellSpec, _one_line
 
-__all__ = ["CellRunner", "run_cell_subprocess"]
+__all__ = ["CellRunner", "run_cell_subprocess", "Terminated", "sigterm_as_interrupt"]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (SLURM's time limit, ``kill``), raised where Ctrl-C would be so that the same clean-up runs."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While active (main thread only), SIGTERM raises :class:`Terminated`: rows kept, cells killed, exit 143."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_sig: int, _frame: Any) -> None:
+        raise Terminated("terminated by SIGTERM")
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
 
 def _extra_imports(model: str) -> list[str]:
     """Modules the child must import so that a model registered at run time in this process exists there too."""
@@ -145,7 +169,8 @@ class CellRunner:
             self._tmp = tempfile.TemporaryDirectory(prefix="attnbench-cells-")
         log = open(os.path.join(self._tmp.name, "server.log"), "ab")
         env = {**_child_env(), "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}  # a CUDA probe must not cuInit the server
-        self._server = subprocess.Popen([sys.executable, "-m", "attnbench.cell", "--serve"], stdin=subprocess.PIPE,
+        self._server = subprocess.Popen([sys.executable, "-m", "attnbench.cell", "--serve", "--scratch",
+                                         self._tmp.name], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True)
         log.close()
         self._buf = b""

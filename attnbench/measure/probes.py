@@ -105,14 +105,25 @@ def params(ctx: CellContext) -> dict[str, Any]:
 
 @probe("warm-up", Column("backend", "text", label="backend", doc="the kernel that ran (softmax's SDPA backend)"))
 def warm_up(ctx: CellContext) -> dict[str, Any]:
-    """One untimed step: builds the step closure, records the attention's input shapes, checks the output."""
+    """One untimed step: builds the step closure, records the attention's input shapes, checks that every
+    attention returns its input's shape (a wrong one would broadcast through a residual unnoticed) and that the
+    output is finite."""
     import torch
+    from torch import nn
 
-    from attnbench.measure.step import make_step
+    from attnbench.measure.step import DTYPES, make_step
 
     spec = ctx.spec
-    hooks = [m.register_forward_pre_hook(lambda _m, args: ctx.attn_shapes.append(tuple(args[0].shape)))
-             for m in ctx.skel.attn_modules]
+    allowed = {DTYPES["fp32"], DTYPES[spec.dtype]}  # under autocast a module may return the autocast dtype
+
+    def check(_m: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        x = args[0]
+        if not isinstance(out, torch.Tensor) or out.shape != x.shape or out.dtype not in allowed | {x.dtype}:
+            got = f"{list(out.shape)} {out.dtype}" if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"attention output {got} does not match its input {list(x.shape)} {x.dtype}")
+    hooks = [h for m in ctx.skel.attn_modules for h in (
+        m.register_forward_pre_hook(lambda _m, args: ctx.attn_shapes.append(tuple(args[0].shape))),
+        m.register_forward_hook(check))]
     ctx.step = make_step(ctx.model, ctx.x, mode=spec.mode, dtype=spec.dtype,
                          num_classes=getattr(ctx.model, "num_classes", None))
     try:

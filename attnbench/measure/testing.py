@@ -12,7 +12,7 @@ import time
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ExplicitSoftmax", "Failing", "Sleepy", "NaNOut", "Hungry"]
+__all__ = ["ExplicitSoftmax", "Failing", "Sleepy", "NaNOut", "Hungry", "WrongShape"]
 
 
 class ExplicitSoftmax(nn.Module):
@@ -78,3 +78,16 @@ class Hungry(ExplicitSoftmax):
     def forward(self, x: Tensor, hw: tuple[int, int] | None = None) -> Tensor:
         blob = torch.ones(int(self.gib * 2**30) // 4)
         return super().forward(x, hw) + blob[:1]
+
+
+class WrongShape(ExplicitSoftmax):
+    """Returns the wrong shape (``cut="tokens"``: [B, 1, C], which broadcasts through a residual;
+    ``cut="channels"``: [B, N, C/2]): an ``error`` cell."""
+
+    def __init__(self, dim: int, num_heads: int = 8, *, cut: str = "tokens", **kw: object) -> None:
+        super().__init__(dim, num_heads, **kw)
+        self.cut = cut
+
+    def forward(self, x: Tensor, hw: tuple[int, int] | None = None) -> Tensor:
+        out = super().forward(x, hw)
+        return out[:, :1] if self.cut == "tokens" else out[..., : out.shape[-1] // 2]

@@ -1,6 +1,8 @@
 """Measured quantities as probes: the schema derives from them, and a cell runs them in phase order."""
 from __future__ import annotations
 
+import pytest
+
 from attnbench.cell import CellSpec, run_cell
 from attnbench.measure.probes import PHASES, PROBES, probes_in_run_order
 from attnbench.results import ALL_COLUMNS, COLUMN_SPECS, NUMERIC_COLUMNS, new_row
@@ -68,3 +70,13 @@ def test_pinv_residual_is_measured_for_iterative_inverses_only() -> None:
     # zero Newton steps leave the start value alpha*A^T: far from an inverse; 20 steps on the same A do better
     assert soft["pinv_residual_max"] > 10 * conv["pinv_residual_max"]
     assert plain["pinv_residual_max"] is None
+
+
+@pytest.mark.parametrize("skeleton", ["layer", "vit-tiny-d1"])
+@pytest.mark.parametrize("cut", ["tokens", "channels"])
+def test_an_attention_returning_the_wrong_shape_is_an_error_row(cut: str, skeleton: str) -> None:
+    row = run_cell(CellSpec("attnbench.measure.testing:WrongShape", skeleton, 16, min_time=0.01,
+                            hparams={"cut": cut}))
+    assert row["status"] == "error", row
+    assert "does not match its input" in row["reason"] and "[1, 16, 192]" in row["reason"]
+    assert row.get("latency_ms_median") is None

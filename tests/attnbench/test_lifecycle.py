@@ -1,0 +1,92 @@
+"""Processes and files outlive nothing: one writer per run directory; cells and scratch folders die with the
+sweep, however it is stopped."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from attnbench.results import RunLock, load_results
+
+
+def test_a_second_writer_gets_one_line_naming_the_holder(tmp_path: Path) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from attnbench.results import RunLock
+        with RunLock({str(tmp_path)!r}):
+            print("locked", flush=True)
+            time.sleep(60)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ValueError, match=rf"in use by another attnbench process \(PID {holder.pid}\)"):
+            with RunLock(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with RunLock(tmp_path):  # the kernel released the dead holder's lock
+        pass
+
+
+def test_a_non_numeric_seq_len_names_file_and_column(tmp_path: Path) -> None:
+    (tmp_path / "results.csv").write_text("model,seq_len,status\nsoft,abc,ok\n")
+    with pytest.raises(ValueError, match=r"results.csv: column 'seq_len' holds 'abc' in row 2"):
+        load_results(tmp_path)
+
+
+def _children_of(pid: int) -> set[int]:
+    out = set()
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                fields = (p / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.add(int(p.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, pytest.param(signal.SIGTERM, marks=pytest.mark.heavy)])
+def test_cells_and_scratch_die_with_the_parent(tmp_path: Path, sig: int) -> None:
+    script = textwrap.dedent("""
+        import sys
+        from attnbench.cell import CellSpec
+        from attnbench.runner import CellRunner
+        r = CellRunner("fork")
+        spec = CellSpec("attnbench.measure.testing:Sleepy", "layer", 16, hparams={"seconds": 60}, min_time=0.01)
+        r._start_server()
+        print(r._server.pid, r._tmp.name, flush=True)
+        r.run(spec, timeout=120)
+        """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    server_pid, scratch = parent.stdout.readline().split()
+    server_pid = int(server_pid)
+    deadline = time.time() + 60
+    while not _children_of(server_pid) and time.time() < deadline:  # the cell is forked and sleeping
+        time.sleep(0.2)
+    cells = _children_of(server_pid)
+    assert cells, "the cell never started"
+    os.kill(parent.pid, sig)
+    parent.wait(timeout=30)
+    deadline = time.time() + 30
+    while (any(map(_alive, [server_pid, *cells])) or os.path.exists(scratch)) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _alive(server_pid) and not any(map(_alive, cells)), "a child outlived its parent"
+    assert not os.path.exists(scratch), "the scratch folder was left behind"
