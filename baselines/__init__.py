@@ -5,6 +5,10 @@ Every class is ``Cls(dim, num_heads=8, *, qkv_bias=True, attn_drop=0., proj_drop
 the closed-form multiply-accumulate count of one forward of the whole module (specs/baselines.md §1–5).
 The explicit (materialised) and xformers softmax are ``SoftmaxAttention(impl="explicit" | "xformers")``.
 Float64 reference forms live in :mod:`baselines.naive`.
+
+Each class also describes itself in plain class attributes (``variants``: registry names with their defaults,
+complexity and test settings; ``needs_seq_len``; the classmethods ``macs`` and ``not_supported_reason``), which
+attnbench's registry reads without this package importing it: a new mechanism is one module here.
 """
 from baselines.cosformer import CosformerAttention, cosformer_macs
 from baselines.linear import LinearAttention, linear_macs

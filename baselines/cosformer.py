@@ -50,6 +50,14 @@ def cosformer_attention(q: Tensor, k: Tensor, v: Tensor, *, eps: float = 1e-6) -
     return num / den.clamp_min(eps)
 
 
+def cosformer_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None,
+                   **hparams) -> int:
+    """MACs of one forward: projections + K′ᵀV 2BhNd² + Q′(·) 2BhNd² + denominator 2BhNd = 4BND² + 4BNDd + 2BND."""
+    check_hparams("cosformer_macs", hparams, ("eps",))
+    d = dim // num_heads
+    return projection_macs(B, N, dim) + 4 * B * N * dim * d + 2 * B * N * dim
+
+
 class CosformerAttention(FeatureMapAttention):
     """Multi-head cosFormer attention (non-causal, M = N).
 
@@ -59,13 +67,10 @@ class CosformerAttention(FeatureMapAttention):
         eps: lower clamp of the denominator (official 1e-6).
     """
 
+    # Read by attnbench's registry (this package never imports it).
+    variants = {"cosformer": dict(complexity="O(N d^2)", description="cosFormer: ReLU features with cos re-weighting")}
+
+    macs = staticmethod(cosformer_macs)  # the closed-form MACs of one forward
+
     def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         return cosformer_attention(q, k, v, eps=self.eps)
-
-
-def cosformer_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None,
-                   **hparams) -> int:
-    """MACs of one forward: projections + K′ᵀV 2BhNd² + Q′(·) 2BhNd² + denominator 2BhNd = 4BND² + 4BNDd + 2BND."""
-    check_hparams("cosformer_macs", hparams, ("eps",))
-    d = dim // num_heads
-    return projection_macs(B, N, dim) + 4 * B * N * dim * d + 2 * B * N * dim

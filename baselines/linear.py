@@ -36,6 +36,13 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, *, eps: float = 1e-6) -> T
     return num / (den + eps)
 
 
+def linear_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None, **hparams) -> int:
+    """MACs of one forward: projections + φ(K)ᵀV BhNd² + φ(Q)(·) BhNd² + denominator BhNd = 4BND² + 2BNDd + BND."""
+    check_hparams("linear_macs", hparams, ("eps",))
+    d = dim // num_heads
+    return projection_macs(B, N, dim) + 2 * B * N * dim * d + B * N * dim
+
+
 class LinearAttention(FeatureMapAttention):
     """Multi-head elu+1 linear attention (non-causal).
 
@@ -45,12 +52,11 @@ class LinearAttention(FeatureMapAttention):
         eps: added to the denominator (fast-transformers' 1e-6).
     """
 
+    # Read by attnbench's registry (this package never imports it).
+    variants = {"linear": dict(complexity="O(N d^2)", description="linear attention, elu+1 features "
+                                                                  "(Katharopoulos et al.)")}
+
+    macs = staticmethod(linear_macs)  # the closed-form MACs of one forward
+
     def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         return linear_attention(q, k, v, eps=self.eps)
-
-
-def linear_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None, **hparams) -> int:
-    """MACs of one forward: projections + φ(K)ᵀV BhNd² + φ(Q)(·) BhNd² + denominator BhNd = 4BND² + 2BNDd + BND."""
-    check_hparams("linear_macs", hparams, ("eps",))
-    d = dim // num_heads
-    return projection_macs(B, N, dim) + 2 * B * N * dim * d + B * N * dim

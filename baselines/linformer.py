@@ -49,6 +49,16 @@ def linformer_attention(q: Tensor, k: Tensor, v: Tensor, E: Tensor, F: Tensor, *
     return attn @ v_proj
 
 
+def linformer_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None, *,
+                   k: int = 256, **hparams) -> int:
+    """MACs of one forward: projections + E K and F V 2BhNkd + Q(EK)ᵀ and P(FV) 2BhNkd = 4BND² + 4BNkD.
+
+    The sequence projection acts on the per-head keys after W_K, as the code does (spec §3, fairseq#2923).
+    """
+    check_hparams("linformer_macs", hparams, ("seq_len", "sharing", "shared_proj"))
+    return projection_macs(B, N, dim) + 4 * B * N * k * dim
+
+
 class LinformerAttention(QKVAttention):
     """Multi-head Linformer attention for inputs of exactly ``seq_len`` tokens.
 
@@ -69,6 +79,23 @@ class LinformerAttention(QKVAttention):
     Tests replace ``E``/``F`` by assigning new ``nn.Parameter``s (e.g. the N x N identity, the k = N limit);
     ``forward`` reads k from their shape.
     """
+
+    # Read by attnbench's registry (this package never imports it).
+    variants = {"linformer": dict(defaults=dict(k=256), complexity="O(N k d)",
+                                  description="Linformer: learned k x N projections of K and V (fixed N)",
+                                  test_hparams=dict(k=16))}
+    needs_seq_len = True  # E and F are k x N: the module is built for one N
+
+    macs = staticmethod(linformer_macs)  # the closed-form MACs of one forward
+
+    @classmethod
+    def not_supported_reason(cls, *, device: str, dtype: str, seq_len: int, hparams: dict,
+                             hw: tuple[int, int] | None = None) -> str | None:
+        """k >= N: projecting N tokens to k >= N saves nothing (the constructor refuses it); None otherwise."""
+        k = hparams.get("k")
+        if isinstance(k, int) and k >= seq_len >= 1:
+            return f"k={k} >= N={seq_len}: projecting {seq_len} tokens to {k} saves nothing (accepted: k < N)"
+        return None
 
     def __init__(self, dim: int, num_heads: int = 8, *, qkv_bias: bool = True, attn_drop: float = 0.,
                  proj_drop: float = 0., seq_len: int, k: int = 256, sharing: str = "headwise",
@@ -106,13 +133,3 @@ class LinformerAttention(QKVAttention):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, seq_len={self.seq_len}, k={self.k}, sharing={self.sharing!r}"
-
-
-def linformer_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None, *,
-                   k: int = 256, **hparams) -> int:
-    """MACs of one forward: projections + E K and F V 2BhNkd + Q(EK)ᵀ and P(FV) 2BhNkd = 4BND² + 4BNkD.
-
-    The sequence projection acts on the per-head keys after W_K, as the code does (spec §3, fairseq#2923).
-    """
-    check_hparams("linformer_macs", hparams, ("seq_len", "sharing", "shared_proj"))
-    return projection_macs(B, N, dim) + 4 * B * N * k * dim

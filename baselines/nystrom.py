@@ -93,6 +93,21 @@ def nystrom_attention(q: Tensor, k: Tensor, v: Tensor, *, num_landmarks: int, sc
     return (k1 @ Z) @ (k3 @ v)  # [B, h, N, d]
 
 
+def nystrom_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None, *,
+                 num_landmarks: int = 64, pinv_iters: int = 6, conv_kernel: int = 33, pinv: str = "iterative",
+                 **hparams) -> int:
+    """MACs of one forward (spec §4, with n′ = N: no padding).
+
+    Bh·[Q K̃ᵀ Nmd + Q̃ K̃ᵀ m²d + Q̃ Kᵀ mNd + (k1 Z) Nm² + (k3 V) mNd + final Nmd + 4T m³] + conv c·BhNd,
+    plus the projections. ``pinv="exact"`` is an SVD, which counts no matmul MACs (T term dropped).
+    """
+    check_hparams("nystrom_macs", hparams, ())
+    check_choice("pinv", pinv, PINVS)
+    h, d, m, T = num_heads, dim // num_heads, num_landmarks, pinv_iters if pinv == "iterative" else 0
+    attn = B * h * (4 * N * m * d + m * m * d + N * m * m + 4 * T * m ** 3)
+    return projection_macs(B, N, dim) + attn + conv_kernel * B * h * N * d
+
+
 class NystromAttention(QKVAttention):
     """Multi-head Nyström attention with segment-mean landmarks and a depthwise conv skip on V.
 
@@ -105,6 +120,24 @@ class NystromAttention(QKVAttention):
             head (lucidrains); odd, or 0 to turn the skip off.
         pinv: "iterative" (default) or "exact" (``torch.linalg.pinv``, for the m = N limit test).
     """
+
+    # Read by attnbench's registry (this package never imports it).
+    variants = {"nystromformer": dict(defaults=dict(num_landmarks=64, pinv_iters=6, conv_kernel=33),
+                                      complexity="O(N m d + T m^3)",
+                                      description="Nystromformer: segment-mean landmarks, iterative pseudo-inverse, "
+                                                  "conv skip",
+                                      test_hparams=dict(num_landmarks=8, conv_kernel=5))}
+
+    macs = staticmethod(nystrom_macs)  # the closed-form MACs of one forward
+
+    @classmethod
+    def not_supported_reason(cls, *, device: str, dtype: str, seq_len: int, hparams: dict,
+                             hw: tuple[int, int] | None = None) -> str | None:
+        """m > N: a segment would be empty (forward refuses it); None otherwise."""
+        m = hparams.get("num_landmarks")
+        if isinstance(m, int) and m > seq_len:
+            return f"num_landmarks={m} exceeds N={seq_len} tokens (a segment would be empty; accepted: m <= N)"
+        return None
 
     def __init__(self, dim: int, num_heads: int = 8, *, qkv_bias: bool = True, attn_drop: float = 0.,
                  proj_drop: float = 0., num_landmarks: int = 64, pinv_iters: int = 6, conv_kernel: int = 33,
@@ -138,18 +171,3 @@ class NystromAttention(QKVAttention):
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, num_landmarks={self.num_landmarks}, pinv={self.pinv!r}, "
                 f"pinv_iters={self.pinv_iters}, conv_kernel={self.conv_kernel}")
-
-
-def nystrom_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None, *,
-                 num_landmarks: int = 64, pinv_iters: int = 6, conv_kernel: int = 33, pinv: str = "iterative",
-                 **hparams) -> int:
-    """MACs of one forward (spec §4, with n′ = N: no padding).
-
-    Bh·[Q K̃ᵀ Nmd + Q̃ K̃ᵀ m²d + Q̃ Kᵀ mNd + (k1 Z) Nm² + (k3 V) mNd + final Nmd + 4T m³] + conv c·BhNd,
-    plus the projections. ``pinv="exact"`` is an SVD, which counts no matmul MACs (T term dropped).
-    """
-    check_hparams("nystrom_macs", hparams, ())
-    check_choice("pinv", pinv, PINVS)
-    h, d, m, T = num_heads, dim // num_heads, num_landmarks, pinv_iters if pinv == "iterative" else 0
-    attn = B * h * (4 * N * m * d + m * m * d + N * m * m + 4 * T * m ** 3)
-    return projection_macs(B, N, dim) + attn + conv_kernel * B * h * N * d

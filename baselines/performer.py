@@ -106,6 +106,17 @@ def favor_attention(q: Tensor, k: Tensor, v: Tensor, projection: Tensor, *, eps:
     return num / den
 
 
+def performer_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None, *,
+                   nb_features: int = 256, **hparams) -> int:
+    """MACs of one forward: projections + feature maps 2BhNmd + K′ᵀV BhNmd + Q′(·) BhNmd + denominator BhNm.
+
+    = 4BND² + 4BNmD + BhNm (lucidrains' count, spec §2).
+    """
+    check_hparams("performer_macs", hparams, ("redraw_interval", "seed", "eps", "ortho_scaling", "orthogonal"))
+    m = nb_features
+    return projection_macs(B, N, dim) + 4 * B * N * m * dim + B * num_heads * N * m
+
+
 class PerformerAttention(QKVAttention):
     """Multi-head FAVOR+ attention with positive orthogonal random features.
 
@@ -126,6 +137,13 @@ class PerformerAttention(QKVAttention):
     function of (seed, i), and (seed, draws so far, training calls since the last draw) is an int64 buffer too, so
     a resumed run redraws exactly when, and what, an uninterrupted one would.
     """
+
+    # Read by attnbench's registry (this package never imports it).
+    variants = {"performer": dict(defaults=dict(nb_features=256), complexity="O(N m d)",
+                                  description="Performer FAVOR+: positive orthogonal random features",
+                                  test_hparams=dict(nb_features=32))}
+
+    macs = staticmethod(performer_macs)  # the closed-form MACs of one forward
 
     def __init__(self, dim: int, num_heads: int = 8, *, qkv_bias: bool = True, attn_drop: float = 0.,
                  proj_drop: float = 0., nb_features: int = 256, redraw_interval: int | None = 1000,
@@ -182,14 +200,3 @@ class PerformerAttention(QKVAttention):
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, nb_features={self.nb_features}, redraw_interval={self.redraw_interval}, "
                 f"seed={self.seed}, eps={self.eps}")
-
-
-def performer_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None, *,
-                   nb_features: int = 256, **hparams) -> int:
-    """MACs of one forward: projections + feature maps 2BhNmd + K′ᵀV BhNmd + Q′(·) BhNmd + denominator BhNm.
-
-    = 4BND² + 4BNmD + BhNm (lucidrains' count, spec §2).
-    """
-    check_hparams("performer_macs", hparams, ("redraw_interval", "seed", "eps", "ortho_scaling", "orthogonal"))
-    m = nb_features
-    return projection_macs(B, N, dim) + 4 * B * N * m * dim + B * num_heads * N * m

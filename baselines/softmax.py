@@ -159,6 +159,15 @@ def xformers_attention(q: Tensor, k: Tensor, v: Tensor, *, dropout_p: float = 0.
     return o.transpose(1, 2)  # [B, h, N, d]
 
 
+def softmax_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None, **hparams) -> int:
+    """MACs of one forward: projections 4BND² plus QKᵀ and AV, 2·B·h·N²·d (= 2BN²D) whatever the kernel.
+
+    ``impl`` and ``backend`` are accepted and do not change the count (a fused kernel does the same matmuls).
+    """
+    check_hparams("softmax_macs", hparams, ("impl", "backend"))
+    return projection_macs(B, N, dim) + 2 * B * N * N * dim
+
+
 class SoftmaxAttention(QKVAttention):
     """Exact multi-head softmax attention with a selectable implementation.
 
@@ -178,6 +187,32 @@ class SoftmaxAttention(QKVAttention):
     Raises:
         BackendUnavailableError: ``impl="xformers"`` without xformers or without CUDA ("not available: ...").
     """
+
+    # Read by attnbench's registry (this package never imports it): one entry per key.
+    variants = {
+        "softmax": dict(defaults=dict(impl="sdpa", backend="auto"), complexity="O(N^2 d)",
+                        description="exact softmax through F.scaled_dot_product_attention (fused kernels)"),
+        "softmax-math": dict(defaults=dict(impl="explicit"), complexity="O(N^2 d), N^2 memory",
+                             description="exact softmax, explicit materialised N x N scores (what naive code pays)"),
+        "softmax-xformers": dict(defaults=dict(impl="xformers"), complexity="O(N^2 d)", devices=("cuda",),
+                                 description="exact softmax through xformers memory_efficient_attention (CUDA)"),
+    }
+
+    macs = staticmethod(softmax_macs)  # the closed-form MACs of one forward
+
+    @classmethod
+    def not_supported_reason(cls, *, device: str, dtype: str, seq_len: int, hparams: dict,
+                             hw: tuple[int, int] | None = None) -> str | None:
+        """``impl="xformers"`` off CUDA or without xformers installed; None otherwise."""
+        if hparams.get("impl") != "xformers":
+            return None
+        if device != "cuda":
+            return f"xformers memory_efficient_attention runs on CUDA only, not {device}"
+        try:
+            _import_xformers_ops()
+        except BackendUnavailableError as e:
+            return str(e).removeprefix("not available: ")
+        return None
 
     def __init__(self, dim: int, num_heads: int = 8, *, qkv_bias: bool = True, attn_drop: float = 0.,
                  proj_drop: float = 0., impl: str = "sdpa", backend: str = "auto",
@@ -210,12 +245,3 @@ class SoftmaxAttention(QKVAttention):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, impl={self.impl!r}, backend={self.backend!r}"
-
-
-def softmax_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None, **hparams) -> int:
-    """MACs of one forward: projections 4BND² plus QKᵀ and AV, 2·B·h·N²·d (= 2BN²D) whatever the kernel.
-
-    ``impl`` and ``backend`` are accepted and do not change the count (a fused kernel does the same matmuls).
-    """
-    check_hparams("softmax_macs", hparams, ("impl", "backend"))
-    return projection_macs(B, N, dim) + 2 * B * N * N * dim

@@ -9,10 +9,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .functional import soft_kernel_attention
-from .grid import resolve_hw
+from .grid import resolve_hw, strided_grid
 from .landmarks import build_sampler
+from .macs import soft_attention_macs
 
 __all__ = ["SoftAttention", "LocalValueConv"]
+
+# Sweep defaults (where N varies): a fixed m = 49 pooled landmarks keeps the cost linear in N; the paper's stride-s
+# conv sampler (m = N / s^2) is sampler="conv".
+_SWEEP = dict(landmarks=49, sampler="pool", newton_iters=20, conv_kernel=3)
+_COST = "O(N m d + m^2 d + T m^3)"
 
 
 class LocalValueConv(nn.Module):
@@ -72,6 +78,33 @@ class SoftAttention(nn.Module):
     Raises:
         ValueError: on any invalid option (message lists what is accepted). Unknown keywords raise TypeError.
     """
+
+    # Read by attnbench's registry (this package never imports it): one entry per key.
+    variants = {
+        "soft": dict(defaults=_SWEEP, complexity=_COST,
+                     description="SOFT: Gaussian kernel, Nystrom landmarks, Newton-Raphson pseudo-inverse"),
+        "soft++": dict(defaults={**_SWEEP, "symmetric_norm": True}, complexity=_COST,
+                       description="SOFT++: SOFT with symmetric normalisation D^-1/2 A+ D^-1/2"),
+    }
+    macs = staticmethod(soft_attention_macs)  # the closed-form MACs of one forward
+
+    @classmethod
+    def not_supported_reason(cls, *, device: str, dtype: str, seq_len: int, hparams: dict,
+                             hw: tuple[int, int] | None = None) -> str | None:
+        """Why the layer cannot run on this token grid (the conv sampler's stride does not tile it under
+        ``grid_policy="error"``), or None. Bad option values are not reasons: the constructor reports them."""
+        s = hparams.get("sr_ratio")
+        if hparams.get("sampler") != "conv" or not isinstance(s, int) or s < 1:
+            return None
+        try:
+            grid = resolve_hw(seq_len, hw)
+        except ValueError:
+            return None
+        try:
+            strided_grid(grid, s, hparams.get("grid_policy") or "error")
+        except ValueError as e:
+            return str(e)
+        return None
 
     def __init__(self, dim: int, num_heads: int = 8, *, qkv_bias: bool = True, attn_drop: float = 0.,
                  proj_drop: float = 0., landmarks: int = 49, sampler: str = "pool", sr_ratio: int | None = None,

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import torch
 from torch import Tensor, nn
 
-import baselines as B
+from attnbench.registry import get_attention, list_attentions
 from baselines import naive
 from baselines.softmax import runnable_sdpa_backends
 
@@ -30,34 +31,32 @@ def assert_close(name: str, got: Tensor, ref: Tensor, tol: float) -> None:
     assert err <= tol, f"{name}: relative error {err:.3e} > {tol:.0e}"
 
 
-# name -> (class, hyper-parameters for a sequence of N tokens); small m/k so that N=64..128 exercises the method.
+# Every registered attention whose class lives in baselines/, with its registry defaults under the test_hparams of its
+# class metadata (small m/k so that N=64..128 exercises the method), plus cases that are no registry entry.
+EXTRA_CASES = {"softmax-sdpa-math": ("softmax", {"backend": "math"})}  # SDPA forced onto its math kernel
+CASES = [n for n in list_attentions() if get_attention(n).cls.__module__.startswith("baselines.")] + list(EXTRA_CASES)
+
+
 def case_hparams(name: str, N: int) -> tuple[type[nn.Module], dict[str, Any]]:
-    return {
-        "softmax-sdpa": (B.SoftmaxAttention, {}),
-        "softmax-sdpa-math": (B.SoftmaxAttention, {"backend": "math"}),
-        "softmax-explicit": (B.SoftmaxAttention, {"impl": "explicit"}),
-        "performer": (B.PerformerAttention, {"nb_features": 32}),
-        "linformer": (B.LinformerAttention, {"seq_len": N, "k": 16}),
-        "nystrom": (B.NystromAttention, {"num_landmarks": 8, "conv_kernel": 5}),
-        "linear": (B.LinearAttention, {}),
-        "cosformer": (B.CosformerAttention, {}),
-    }[name]
+    """(class, hyper-parameters for a sequence of N tokens) of case ``name``."""
+    entry = _entry(name)
+    return entry.cls, entry.hparams({**entry.test_hparams, **EXTRA_CASES.get(name, (name, {}))[1]}, seq_len=N)
 
 
-CASES = ["softmax-sdpa", "softmax-sdpa-math", "softmax-explicit", "performer", "linformer", "nystrom", "linear",
-         "cosformer"]
-
-# The MAC formula of each class.
-MACS = {B.SoftmaxAttention: B.softmax_macs, B.PerformerAttention: B.performer_macs,
-        B.LinformerAttention: B.linformer_macs, B.NystromAttention: B.nystrom_macs,
-        B.LinearAttention: B.linear_macs, B.CosformerAttention: B.cosformer_macs}
+def _entry(name: str):
+    return get_attention(EXTRA_CASES.get(name, (name, {}))[0])
 
 
 def build(name: str, N: int, *, seed: int = 0, **over: Any) -> nn.Module:
-    """The module of case ``name`` for N tokens, seeded, in eval mode (dropout off, Performer frozen)."""
+    """The module of case ``name`` for N tokens, seeded, in eval mode (dropout off, Performer frozen); skips where
+    the attention cannot run on this machine's CPU (its ``not_supported_reason``)."""
     cls, hp = case_hparams(name, N)
+    hp = {**hp, **over}
+    reason = _entry(name).not_supported_reason(device="cpu", seq_len=N, hparams=hp)
+    if reason:
+        pytest.skip(reason)
     torch.manual_seed(seed)
-    return cls(DIM, HEADS, **{**hp, **over}).eval()
+    return cls(DIM, HEADS, **hp).eval()
 
 
 def cpu_backends() -> list[str]:

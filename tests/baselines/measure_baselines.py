@@ -21,9 +21,6 @@ from baselines import naive
 from baselines.performer import favor_attention, gaussian_orthogonal_random_matrix
 
 DIM, HEADS = 192, 3
-MACS = {B.SoftmaxAttention: B.softmax_macs, B.PerformerAttention: B.performer_macs,
-        B.LinformerAttention: B.linformer_macs, B.NystromAttention: B.nystrom_macs,
-        B.LinearAttention: B.linear_macs, B.CosformerAttention: B.cosformer_macs}
 CELLS = {  # name -> (class, hyper-parameters; Linformer's seq_len is filled in per N)
     "softmax (sdpa auto)": (B.SoftmaxAttention, {}),
     "softmax (sdpa math)": (B.SoftmaxAttention, {"backend": "math"}),
@@ -124,7 +121,7 @@ def main() -> None:
             med, iqr = latency_ms(name, N)
             pk = peak_bytes(name, N)
             cls, hp = CELLS[name]
-            gmacs = MACS[cls](1, N, DIM, HEADS, **hp) / 1e9
+            gmacs = cls.macs(1, N, DIM, HEADS, **hp) / 1e9
             print(f"N={N:5d} {name:22s} {gmacs:6.3f} GMACs {med:9.2f} ms (IQR {iqr:6.2f})  "
                   f"peak {pk['peak'] / 2**20:8.1f} MiB"
                   + (f"  [{pk['backend']}]" if pk["backend"] else ""), flush=True)

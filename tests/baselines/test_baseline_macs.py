@@ -15,7 +15,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 import baselines as B
-from baseline_cases import DIM, HEADS, MACS, build, case_hparams
+from attnbench.registry import get_attention
+from baseline_cases import DIM, HEADS, build, case_hparams
 from baselines._common import projection_macs
 
 fvcore_nn = pytest.importorskip("fvcore.nn")
@@ -26,13 +27,13 @@ MATMUL_CLASS = {"linear", "matmul", "bmm", "mm", "addmm", "einsum", "conv"}  # f
 _ELEMENTWISE_NYSTROM = {"aten::mul", "aten::mean", "aten::softmax", "aten::abs", "aten::sum", "aten::amax",
                         "aten::div", "aten::eye", "aten::sub", "aten::add"}
 FVCORE_CASES = {
-    "softmax-sdpa": ({}, {"aten::scaled_dot_product_attention"}),
-    "softmax-explicit": ({}, {"aten::mul", "aten::softmax"}),
+    "softmax": ({}, {"aten::scaled_dot_product_attention"}),
+    "softmax-math": ({}, {"aten::mul", "aten::softmax"}),
     "performer": ({}, {"aten::mul", "aten::sum", "aten::div", "aten::amax", "aten::sub", "aten::exp", "aten::add"}),
     "linformer": ({}, {"aten::mul", "aten::softmax"}),
-    "nystrom": ({}, _ELEMENTWISE_NYSTROM),
-    "nystrom-exact-noconv": ({"pinv": "exact", "conv_kernel": 0},
-                             {"aten::mul", "aten::mean", "aten::softmax", "aten::linalg_pinv"}),
+    "nystromformer": ({}, _ELEMENTWISE_NYSTROM),
+    "nystromformer-exact-noconv": ({"pinv": "exact", "conv_kernel": 0},
+                                   {"aten::mul", "aten::mean", "aten::softmax", "aten::linalg_pinv"}),
     "linear": ({}, {"aten::elu", "aten::add", "aten::sum", "aten::div"}),
     "cosformer": ({}, {"aten::mul", "aten::div", "aten::sin", "aten::cos", "aten::sum", "aten::clamp_min"}),
 }
@@ -42,12 +43,13 @@ def _case(case: str, N: int):
     name = case.removesuffix("-exact-noconv")
     extra = FVCORE_CASES.get(case, ({}, None))[0]
     cls, hp = case_hparams(name, N)
-    return build(name, N, **extra), MACS[cls], {**hp, **extra}
+    return build(name, N, **extra), cls.macs, {**hp, **extra}
 
 
+# Every registered attention is checked against FlopCounterMode in tests/attnbench/test_registry.py; here the
+# settings that are no registry entry.
 @pytest.mark.parametrize("N", [64, 70], ids=lambda n: f"N{n}")
-@pytest.mark.parametrize("case", ["softmax-sdpa", "softmax-sdpa-math", "softmax-explicit", "performer", "linformer",
-                                  "nystrom", "nystrom-exact-noconv", "linear", "cosformer"])
+@pytest.mark.parametrize("case", ["softmax-sdpa-math", "nystromformer-exact-noconv"])
 def test_formula_equals_flop_counter_mode(case, N):
     m, macs, hp = _case(case, N)
     x = torch.randn(2, N, DIM)
@@ -69,7 +71,7 @@ def test_formula_equals_fvcore_matmul_ops(case):
     assert counted == fa.total(), f"fvcore counted non-matmul ops: {dict(by_op)}"
     assert set(fa.unsupported_ops()) == FVCORE_CASES[case][1]
     expected = macs(2, N, DIM, HEADS, **hp)
-    if case == "softmax-sdpa":  # the whole attention sits in the one op fvcore cannot see
+    if case == "softmax":  # the whole attention sits in the one op fvcore cannot see
         assert expected - counted == 2 * 2 * N * N * DIM
     else:
         assert counted == expected
@@ -99,14 +101,12 @@ def test_unknown_hyper_parameter_in_formula_raises():
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("case", ["softmax-explicit", "performer", "linformer", "nystrom", "linear", "cosformer"])
-def test_formula_at_benchmark_scale(case):
+@pytest.mark.parametrize("name", ["softmax-math", "performer", "linformer", "nystromformer", "linear", "cosformer"])
+def test_formula_at_benchmark_scale(name):
     """The same equality at the benchmark's layer scale (N=1024, dim 192, 3 heads, default hyper-parameters)."""
     N, dim, heads = 1024, 192, 3
-    name = case.removesuffix("-explicit").removesuffix("-sdpa")
-    cls, _ = case_hparams(case, N)
-    hp = {"impl": "explicit"} if case == "softmax-explicit" else {"seq_len": N} if name == "linformer" else {}
-    m = cls(dim, heads, **hp).eval()
+    entry = get_attention(name)
+    m = entry.build(dim, heads, seq_len=N).eval()
     with FlopCounterMode(display=False) as counter:
         m(torch.randn(1, N, dim))
-    assert counter.get_total_flops() == 2 * MACS[cls](1, N, dim, heads, **hp)
+    assert counter.get_total_flops() == 2 * entry.count_macs(1, N, dim, heads)
