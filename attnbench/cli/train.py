@@ -6,7 +6,8 @@ from typing import Any
 import click
 
 from attnbench.cli._common import user_errors
-from attnbench.train.config import RECIPES
+from attnbench.skeletons import FAMILIES
+from attnbench.train.config import AMPS, DEVICES, PROGRESS, RECIPES
 from attnbench.train.data import DATA_HELP
 
 __all__ = ["train"]
@@ -46,13 +47,13 @@ Under torchrun, --batch-size is per process; rank 0 alone writes. --resume conti
 @click.option("--model", default="softmax", show_default=True,
               help="Registered attention (attnbench list) or module:Class.")
 @click.option("--skeleton", default="vit-tiny", show_default=True,
-              help="vit-tiny|small|base, or soft-tiny..huge (the SOFT pyramid).")
+              help=" or ".join(", ".join(f.names()) for f in FAMILIES if f.trainable) + " (see attnbench list).")
 @click.option("--data", default="shapes:32", show_default=True, help="Dataset spec (below).")
 @click.option("--hparam", "hparams", multiple=True, metavar="MODEL.KEY=VALUE", help="Attention hyper-parameter.")
 @click.option("--img-size", type=int, help="Image side; [generated: its size; cifar: 32; else 224].")
 @click.option("--patch-size", type=int,
               help="ViT patch side; N = (img/patch)^2 [pathfinder: 1; shapes, cifar: 4; else 16].")
-@click.option("--recipe", type=click.Choice(["auto", "deit", "small"]), default="auto", show_default=True)
+@click.option("--recipe", type=click.Choice(["auto", *RECIPES]), default="auto", show_default=True)
 @click.option("--epochs", type=int, help=f"Epochs before cool-down {_d('epochs')}.")
 @click.option("--cooldown-epochs", type=int, help=f"Epochs at min lr after the cosine {_d('cooldown_epochs')}.")
 @click.option("--batch-size", type=int, help=f"Images per process {_d('batch_size')}.")
@@ -76,16 +77,16 @@ Under torchrun, --batch-size is per process; rank 0 alone writes. --resume conti
 @click.option("--ema-decay", type=float, help=f"{_d('ema_decay')}")
 @click.option("--workers", type=int, help=f"Data-loader workers per process {_d('workers')}.")
 @click.option("--depth", type=int, help=f"Keep the first D ViT blocks; 0 = all {_d('depth')}.")
-@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True,
+@click.option("--amp", type=click.Choice(AMPS), default="auto", show_default=True,
               help="auto = bf16 autocast on CUDA, fp32 on CPU.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True, help="Training seed (the paper's 42).")
 @click.option("--out", help="Run directory [results/train-<data>]; checkpoints and logs in <out>/<model>/.")
 @click.option("--resume", is_flag=False, flag_value="auto", default=None, metavar="[CKPT]",
               help="Continue from <out>/<model>/checkpoint.pth (or CKPT); starts fresh if there is none yet.")
 @click.option("--stop-after", type=int, help="Stop after this many epochs of this invocation (time-sliced jobs).")
 @click.option("--log-interval", type=int, default=50, show_default=True, help="Steps between plain log lines.")
-@click.option("--progress", type=click.Choice(["auto", "rich", "plain"]), default="auto", show_default=True,
+@click.option("--progress", type=click.Choice(PROGRESS), default="auto", show_default=True,
               help="auto = rich bars on a terminal, plain lines otherwise.")
 @user_errors
 def train(hparams: tuple[str, ...], **opts: Any) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from attnbench.config import ConfigError, ref
+
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "FORMAT"]
 
 FORMAT = "attnbench-train/1"
@@ -60,6 +62,7 @@ def load_checkpoint(path: str | Path, *, model: str, skeleton: str, seq_len: int
         raise ValueError(f"{path} is not an attnbench train checkpoint")
     got = (ckpt["model_name"], ckpt["skeleton"], ckpt["seq_len"])
     if got != (model, skeleton, seq_len):
-        raise ValueError(f"checkpoint {path} is from model {got[0]!r} ({got[1]}, N={got[2]}), not {model!r} "
-                         f"({skeleton}, N={seq_len}); pass the matching --model/--skeleton or another --out")
+        raise ConfigError("resume", f"checkpoint {path} is from model {got[0]!r} ({got[1]}, N={got[2]}), not "
+                                    f"{model!r} ({skeleton}, N={seq_len}); pass the matching {ref('model')}/"
+                                    f"{ref('skeleton')} or another {ref('out')}")
     return ckpt

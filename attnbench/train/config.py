@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
-__all__ = ["TrainConfig", "RECIPES", "RECIPE_FIELDS", "resolve_recipe", "RESUMABLE_CHANGES"]
+from attnbench.config import DEVICE_KINDS, ConfigError, check_choice, ref
+
+__all__ = ["TrainConfig", "RECIPES", "RECIPE_FIELDS", "resolve_recipe", "RESUMABLE_CHANGES", "AMPS", "DEVICES",
+           "PROGRESS"]
+
+Amp = Literal["auto", "bf16", "fp16", "off"]  # auto: bf16 autocast on CUDA, off (fp32) on the CPU
+Progress = Literal["auto", "rich", "plain"]
+AMPS: tuple[Amp, ...] = get_args(Amp)
+PROGRESS: tuple[Progress, ...] = get_args(Progress)
+DEVICES = ("auto", *DEVICE_KINDS)  # no index: under torchrun each process takes cuda:LOCAL_RANK
 
 # The DeiT recipe as the SOFT paper ran it (specs/soft.md section 3; timm 0.3.2): 300 epochs + 10 cool-down,
 # 128 images per GPU, lr 1e-3 x global batch / 1024, AdamW wd 0.05, clip 1.0, warm-up 10 epochs from 1e-6,
@@ -35,6 +44,10 @@ RECIPES: dict[str, dict[str, Any]] = {"deit": DEIT, "small": SMALL}
 RECIPE_FIELDS = tuple(DEIT)
 # fields that may differ between a checkpoint and the run that resumes it
 RESUMABLE_CHANGES = ("epochs", "out", "resume", "stop_after", "workers", "progress", "log_interval")
+# the lower bound of each numeric recipe field (checked after the recipe fills them)
+AT_LEAST_ONE = ("epochs", "batch_size", "lr_base_batch")
+NON_NEGATIVE = ("lr", "min_lr", "warmup_lr", "weight_decay", "drop_path", "smoothing", "mixup", "cutmix", "reprob",
+                "color_jitter", "warmup_epochs", "cooldown_epochs", "workers")
 
 
 @dataclass
@@ -95,44 +108,45 @@ class TrainConfig:
     ema_decay: float | None = None
     workers: int | None = None
     depth: int | None = None
-    amp: str = "auto"
+    amp: Amp = "auto"
     device: str = "auto"
     seed: int = 42
     out: str | None = None
     resume: str | None = None
     stop_after: int | None = None
     log_interval: int = 50
-    progress: str = "auto"
+    progress: Progress = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 def resolve_recipe(cfg: TrainConfig, generated: bool) -> TrainConfig:
-    """Fill every ``None`` recipe field from the recipe (``auto``: ``small`` for generated data, else ``deit``)."""
+    """Fill every ``None`` recipe field from the recipe (``auto``: ``small`` for generated data, else ``deit``) and
+    check the result; a bad value is a one-line ConfigError naming its field."""
+    from attnbench.skeletons import trainable_family
+
     name = cfg.recipe if cfg.recipe != "auto" else ("small" if generated else "deit")
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {cfg.recipe!r}; accepted: auto, {', '.join(RECIPES)}")
+    check_choice("recipe", name, ("auto", *RECIPES))
+    family = trainable_family(cfg.skeleton)
     filled = {k: v for k, v in RECIPES[name].items() if getattr(cfg, k) is None}
     out = dataclasses.replace(cfg, recipe=name, **filled)
-    if not out.skeleton.startswith("vit-") and cfg.depth is None:
-        out.depth = None  # the recipe's depth is for ViTs; the pyramid keeps its stages
+    if not family.takes_depth and cfg.depth is None:
+        out.depth = None  # the recipe's depth is for skeletons with blocks to drop; the pyramid keeps its stages
     if out.aa in ("", "none", "None"):
         out.aa = None
-    for k in ("epochs", "batch_size", "lr_base_batch"):
-        if getattr(out, k) < 1:
-            raise ValueError(f"--{k.replace('_', '-')} must be at least 1, got {getattr(out, k)}")
-    for k in ("depth",) if out.depth is not None else ():
-        if out.depth < 0:
-            raise ValueError(f"--depth must be non-negative, got {out.depth}")
-    for k in ("lr", "min_lr", "warmup_lr", "weight_decay", "drop_path", "smoothing", "mixup", "cutmix", "reprob",
-              "color_jitter", "warmup_epochs", "cooldown_epochs", "workers"):
-        if getattr(out, k) < 0:
-            raise ValueError(f"--{k.replace('_', '-')} must be non-negative, got {getattr(out, k)}")
-    if not 0 <= out.ema_decay < 1:
-        raise ValueError(f"--ema-decay must be in [0, 1), got {out.ema_decay}")
-    if out.amp not in ("auto", "bf16", "fp16", "off"):
-        raise ValueError(f"--amp must be auto, bf16, fp16 or off, got {out.amp!r}")
-    if out.progress not in ("auto", "rich", "plain"):
-        raise ValueError(f"--progress must be auto, rich or plain, got {out.progress!r}")
+    _check_ranges(out)
+    check_choice("amp", out.amp, AMPS)
+    check_choice("device", out.device, DEVICES)
+    check_choice("progress", out.progress, PROGRESS)
     return out
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    bounds = ([(k, 1, "at least 1") for k in AT_LEAST_ONE] + [("depth", 0, "non-negative")] * (cfg.depth is not None)
+              + [(k, 0, "non-negative") for k in NON_NEGATIVE])
+    for k, low, what in bounds:
+        if getattr(cfg, k) < low:
+            raise ConfigError(k, f"{ref(k)} must be {what}, got {getattr(cfg, k)}")
+    if not 0 <= cfg.ema_decay < 1:
+        raise ConfigError("ema_decay", f"{ref('ema_decay')} must be in [0, 1), got {cfg.ema_decay}")

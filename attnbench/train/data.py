@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from attnbench.config import ConfigError, ref
+
 __all__ = ["DATA_HELP", "DataSpec", "parse_data_spec", "DataInfo", "build_datasets", "GENERATED"]
 
 GENERATED = ("shapes", "pathfinder")
@@ -63,9 +65,9 @@ class DataSpec:
         return f"{self.kind}:{self.root}"
 
 
-def _bad(text: str, why: str) -> ValueError:
-    return ValueError(f"bad --data {text!r}: {why}; e.g. shapes:32, pathfinder:32:easy, imagenet:/data/imagenet "
-                      "(see attnbench train --help)")
+def _bad(text: str, why: str) -> ConfigError:
+    return ConfigError("data", f"bad {ref('data')} {text!r}: {why}; e.g. shapes:32, pathfinder:32:easy, "
+                               "imagenet:/data/imagenet (see attnbench train --help)")
 
 
 def parse_data_spec(text: str) -> DataSpec:
@@ -78,11 +80,24 @@ def parse_data_spec(text: str) -> DataSpec:
         return DataSpec(kind, root=os.path.expanduser(rest))
     if kind not in GENERATED:
         raise _bad(text, f"unknown dataset {kind!r}; accepted: {', '.join(REAL + GENERATED)}")
+    size, level, keys = _generated_parts(text, kind, filter(None, rest.split(":")))
+    if size < (16 if kind == "pathfinder" else 8):
+        raise _bad(text, f"image size {size} is too small")
+    n = keys.get("n", 2000 if kind == "shapes" else 10000)
+    n_val = keys.get("val", max(2, n // 5))
+    if n < 2 or n_val < 2:
+        raise _bad(text, "n and val must be at least 2")
+    return DataSpec(kind, size=size, level=level, n_train=n, n_val=n_val, seed=keys.get("seed", 0),
+                    dashes=keys.get("dashes"), distractors=keys.get("distractors"))
+
+
+def _generated_parts(text: str, kind: str, parts: Any) -> tuple[int, str | None, dict[str, int]]:
+    """``(size, level, options)`` from the ``:``-separated parts after a generated dataset's name."""
     size, level, keys = 32, "easy" if kind == "pathfinder" else None, {}
-    for part in filter(None, rest.split(":")):
+    allowed = ("n", "val", "seed") + (("dashes", "distractors") if kind == "pathfinder" else ())
+    for part in parts:
         if "=" in part:
             k, _, v = part.partition("=")
-            allowed = ("n", "val", "seed") + (("dashes", "distractors") if kind == "pathfinder" else ())
             if k not in allowed:
                 raise _bad(text, f"unknown option {k!r}; accepted: {', '.join(allowed)}")
             try:
@@ -96,14 +111,7 @@ def parse_data_spec(text: str) -> DataSpec:
         else:
             raise _bad(text, f"cannot read {part!r}" + (" (levels: easy, medium, hard)" if kind == "pathfinder"
                                                          else ""))
-    if size < (16 if kind == "pathfinder" else 8):
-        raise _bad(text, f"image size {size} is too small")
-    n = keys.get("n", 2000 if kind == "shapes" else 10000)
-    n_val = keys.get("val", max(2, n // 5))
-    if n < 2 or n_val < 2:
-        raise _bad(text, "n and val must be at least 2")
-    return DataSpec(kind, size=size, level=level, n_train=n, n_val=n_val, seed=keys.get("seed", 0),
-                    dashes=keys.get("dashes"), distractors=keys.get("distractors"))
+    return size, level, keys
 
 
 @dataclass
@@ -208,8 +216,8 @@ def build_datasets(spec: DataSpec, img_size: int, cfg: Any) -> tuple[Any, Any, D
     """Train and val datasets for ``spec`` at ``img_size`` px with the augmentation of ``cfg`` (a TrainConfig)."""
     if spec.generated:
         if cfg.aa or cfg.color_jitter:
-            raise ValueError("--aa and --color-jitter apply to image datasets, not generated data (set them to "
-                             "none/0 or use --recipe small)")
+            raise ConfigError("aa", f"{ref('aa')} and {ref('color_jitter')} apply to image datasets, not generated "
+                                    f"data (set them to none/0 or use {ref('recipe')} small)")
         return _generated(spec, cfg.reprob)
     from timm.data import create_transform
     from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD

@@ -1,9 +1,11 @@
 """The training loop: one registered attention in one skeleton, the timm/DeiT recipe, DDP under torchrun.
 
-Read top to bottom: resolve the config, set up the process group from torchrun's environment, build data and
-model, restore a checkpoint, then one loop over epochs (train, evaluate, checkpoint, log) and a final results
-row. Only rank 0 writes. A checkpoint is written atomically after every epoch with everything a resumed run needs
-to reproduce the uninterrupted one (weights, optimizer, scheduler, EMA, scaler, every rank's RNG state, the log).
+As in timm's train.py, :func:`train` is three steps: :func:`setup` resolves the config, sets up the process group
+from torchrun's environment, builds data and model and restores a checkpoint; then, per epoch,
+:func:`train_one_epoch` (the optimizer steps) and :func:`end_epoch` (evaluate, checkpoint, log); :func:`finish`
+writes the final results row. Only rank 0 writes. A checkpoint is written atomically after every epoch with
+everything a resumed run needs to reproduce the uninterrupted one (weights, optimizer, scheduler, EMA, scaler, every
+rank's RNG state, the log).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import os
 import random
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,40 +27,34 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from attnbench.config import ConfigError, ref, resolve_device
 from attnbench.registry import get_attention
+from attnbench.skeletons import trainable_family
 from attnbench.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from attnbench.train.config import RESUMABLE_CHANGES, TrainConfig, resolve_recipe
-from attnbench.train.data import DataSpec, build_datasets, parse_data_spec
+from attnbench.train.data import DataInfo, DataSpec, build_datasets, parse_data_spec
 from attnbench.train.progress import make_progress
 
-__all__ = ["train", "geometry", "run_paths"]
+__all__ = ["train", "setup", "train_one_epoch", "end_epoch", "finish", "TrainRun", "geometry", "run_paths"]
 
 LOG_FIELDS = ["epoch", "train_loss", "val_loss", "top1", "top5", "ema_top1", "ema_top5", "lr", "images_per_s",
               "epoch_s"]
+# the ViT patch side per dataset when --patch-size is not given: LRA's 1 pixel = 1 token for Pathfinder
+DEFAULT_PATCH = {"pathfinder": 1, "shapes": 4, "cifar10": 4, "cifar100": 4}
 
 
 def geometry(cfg: TrainConfig, spec: DataSpec) -> tuple[int, int | None, int]:
     """``(img_size, patch_size, seq_len)``: the image side, the ViT patch (None for the pyramid) and N."""
     if spec.generated:
         if cfg.img_size not in (None, spec.size):
-            raise ValueError(f"--img-size {cfg.img_size} differs from the generated {spec.size} px; set the size in "
-                             f"--data (e.g. {spec.kind}:{cfg.img_size})")
+            raise ConfigError("img_size", f"{ref('img_size')} {cfg.img_size} differs from the generated {spec.size} "
+                                          f"px; set the size in {ref('data')} (e.g. {spec.kind}:{cfg.img_size})")
         img = spec.size
     else:
         img = cfg.img_size or (32 if spec.kind.startswith("cifar") else 224)
-    if cfg.skeleton.startswith("soft-"):
-        if cfg.patch_size is not None:
-            raise ValueError("--patch-size applies to vit-* skeletons; the soft-* pyramid has a stride-4 stem")
-        if img % 32:
-            raise ValueError(f"the {cfg.skeleton} pyramid needs an image side divisible by 32, got {img}")
-        return img, None, (img // 4) ** 2
-    if not cfg.skeleton.startswith("vit-"):
-        raise ValueError(f"cannot train skeleton {cfg.skeleton!r}; accepted: vit-tiny, vit-small, vit-base, "
-                         "soft-tiny, soft-small, soft-medium, soft-large, soft-huge")
-    patch = cfg.patch_size or {"pathfinder": 1, "shapes": 4, "cifar10": 4, "cifar100": 4}.get(spec.kind, 16)
-    if patch < 1 or img % patch:
-        raise ValueError(f"--patch-size {patch} must divide the image side {img}")
-    return img, patch, (img // patch) ** 2
+    family = trainable_family(cfg.skeleton)
+    patch, seq_len = family.image_tokens(cfg.skeleton, img, cfg.patch_size, DEFAULT_PATCH.get(spec.kind, 16))
+    return img, patch, seq_len
 
 
 def _slug(text: str) -> str:
@@ -73,11 +70,7 @@ def run_paths(cfg: TrainConfig, spec: DataSpec) -> tuple[Path, Path]:
 def _distributed(device: str) -> tuple[int, int, torch.device]:
     """``(rank, world_size, device)`` from torchrun's RANK/WORLD_SIZE/LOCAL_RANK; one process without them."""
     rank, world, local = (int(os.environ.get(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)))
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"--device must be auto, cpu or cuda, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    cuda = resolve_device(device) == "cuda"  # auto, cpu or cuda (resolve_recipe checked); cuda without CUDA fails
     dev = torch.device("cuda", local) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(dev)
@@ -127,230 +120,367 @@ def _write_logs(model_dir: Path, history: list[dict[str, Any]]) -> None:
         os.replace(tmp, model_dir / name)
 
 
+@dataclass
+class TrainRun:
+    """Everything the epochs share, built once by :func:`setup`; ``start_epoch``, ``history`` and ``train_s``
+    advance as epochs finish."""
+
+    cfg: TrainConfig
+    spec: DataSpec
+    info: DataInfo
+    skeleton: str  # the skeleton's name in the rows: ``cfg.skeleton`` with its depth suffix
+    img: int
+    seq_len: int
+    run_dir: Path
+    model_dir: Path
+    rank: int
+    world: int
+    dev: torch.device
+    amp: str  # bf16, fp16 or off
+    sampler: Any
+    loader_gen: torch.Generator  # worker seeds, reseeded per epoch so that a resumed epoch draws the same
+    train_loader: Any
+    val_loader: Any
+    sk: Any  # the built Skeleton
+    raw: torch.nn.Module
+    model: torch.nn.Module  # ``raw``, wrapped in DistributedDataParallel under torchrun
+    lr: float
+    optimizer: Any
+    scheduler: Any
+    total_epochs: int
+    ema: Any
+    scaler: Any
+    mixup: Any
+    criterion: Any
+    t_start: float
+    resumed: bool = False
+    start_epoch: int = 0
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    train_s: float = 0.0
+    progress: Any = None
+
+    @property
+    def steps(self) -> int:
+        return len(self.train_loader)
+
+    @property
+    def global_batch(self) -> int:
+        return self.cfg.batch_size * self.world
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.model_dir / "checkpoint.pth"
+
+    @property
+    def stop_epoch(self) -> int:
+        """The epoch this invocation stops before (``--stop-after`` slices a run)."""
+        end = self.total_epochs
+        return end if self.cfg.stop_after is None else min(end, self.start_epoch + self.cfg.stop_after)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp)
+        return torch.autocast(self.dev.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train ``config.model`` in ``config.skeleton`` on ``config.data``; return the final results row.
 
-    Raises ValueError (one line) for bad input: unknown model or data, a missing or empty dataset, a checkpoint
-    from another run or a corrupt one, a batch that does not fit the data or the device.
+    Raises ValueError (one line; a ConfigError naming the field where one is to blame) for bad input: unknown model
+    or data, a missing or empty dataset, a checkpoint from another run or a corrupt one, a batch that does not fit
+    the data or the device.
     """
-    from timm.data import Mixup
-    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import create_scheduler_v2
-    from timm.utils import ModelEmaV3
-    from torch.nn.parallel import DistributedDataParallel
-    from torch.utils.data import DataLoader, DistributedSampler
+    run = setup(config)
+    last = run.start_epoch - 1
+    with run.progress:
+        for epoch in range(run.start_epoch, run.stop_epoch):
+            t0 = time.perf_counter()
+            train_loss, train_time = train_one_epoch(run, epoch)
+            end_epoch(run, epoch, train_loss, train_time, t0)
+            last = epoch
+    return finish(run, last)
 
-    from attnbench.results import append_row, environment, load_results, write_meta
+
+def setup(config: TrainConfig) -> TrainRun:
+    """Resolve and check the config, join the process group, build data, model and recipe, restore a checkpoint."""
     from attnbench.skeletons import build_skeleton
 
     t_start = time.perf_counter()
     spec = parse_data_spec(config.data)
     cfg = resolve_recipe(config, spec.generated)
-    entry = get_attention(cfg.model)
+    get_attention(cfg.model)  # an unknown model fails before any work
     img, patch, seq_len = geometry(cfg, spec)
     run_dir, model_dir = run_paths(cfg, spec)
-    ckpt_path = model_dir / "checkpoint.pth"
     rank, world, dev = _distributed(cfg.device)
-    cuda = dev.type == "cuda"
-    amp = {"auto": "bf16" if cuda else "off"}.get(cfg.amp, cfg.amp)
-    if amp == "fp16" and not cuda:
-        raise ValueError("--amp fp16 needs CUDA; use bf16 or off on the CPU")
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    amp = {"auto": "bf16" if dev.type == "cuda" else "off"}.get(cfg.amp, cfg.amp)
+    if amp == "fp16" and dev.type != "cuda":
+        raise ConfigError("amp", f"{ref('amp')} fp16 needs CUDA; use bf16 or off on the CPU")
+    ckpt = _find_checkpoint(cfg, model_dir / "checkpoint.pth", seq_len)
 
-    def autocast():
-        return torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
-
-    # -- resume: find and check the checkpoint before any work
-    ckpt = None
-    resume_path = ckpt_path if cfg.resume == "auto" else Path(cfg.resume) if cfg.resume else None
-    if resume_path is None and ckpt_path.exists():
-        raise ValueError(f"a checkpoint already exists at {ckpt_path}; pass --resume to continue it or another --out")
-    if resume_path is not None and (resume_path.exists() or cfg.resume != "auto"):
-        ckpt = load_checkpoint(resume_path, model=cfg.model, skeleton=cfg.skeleton, seq_len=seq_len)
-        saved = ckpt["config"]
-        changed = [k for k, v in cfg.to_dict().items() if k not in RESUMABLE_CHANGES and saved.get(k) != v]
-        if changed:
-            k = changed[0]
-            raise ValueError(f"checkpoint {resume_path} was trained with {k}={saved.get(k)!r}, not {getattr(cfg, k)!r}"
-                             f"; resume with the same options (only {', '.join(RESUMABLE_CHANGES[:1])} may grow)")
-
-    # -- data: every rank builds the same datasets; the sampler gives each rank a disjoint shard
+    # data: every rank builds the same datasets; the sampler gives each rank a disjoint shard
     train_ds, val_ds, info = build_datasets(spec, img, cfg)
-    global_batch = cfg.batch_size * world
-    if len(train_ds) // world < cfg.batch_size:
-        raise ValueError(f"--batch-size {cfg.batch_size} x {world} process(es) = {global_batch} exceeds the "
-                         f"{len(train_ds)} training images of {spec.name}; lower --batch-size")
-    if (cfg.mixup or cfg.cutmix) and cfg.batch_size % 2:
-        raise ValueError(f"Mixup/CutMix need an even --batch-size, got {cfg.batch_size}")
-    workers = cfg.workers
-    sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
-    loader_gen = torch.Generator()  # worker seeds, reseeded per epoch so a resumed epoch draws the same
-    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
-                              pin_memory=cuda, drop_last=True, generator=loader_gen)
-    val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, sampler=list(range(rank, len(val_ds), world)),
-                            num_workers=workers, pin_memory=cuda)
-    steps = len(train_loader)
+    _check_batch(cfg, world, len(train_ds), spec.name)
+    sampler, loader_gen, train_loader, val_loader = _loaders(cfg, train_ds, val_ds, rank, world, dev.type == "cuda")
 
-    # -- model, optimizer, schedule, EMA: the DeiT recipe through timm's factories
-    skeleton = cfg.skeleton
-    if cfg.depth:
-        if not cfg.skeleton.startswith("vit-"):
-            raise ValueError(f"--depth applies to vit-* skeletons, not {cfg.skeleton!r} (pass --depth 0)")
-        skeleton = f"{cfg.skeleton}-d{cfg.depth}"  # a skeleton of its own: `attnbench run --skeleton` takes it too
+    # model, optimizer, schedule, EMA: the DeiT recipe through timm's factories
+    skeleton = trainable_family(cfg.skeleton).with_depth(cfg.skeleton, cfg.depth)
     sk = build_skeleton(skeleton, cfg.model, seq_len, hparams=cfg.hparams, num_classes=info.num_classes,
                         seed=cfg.seed, drop_path_rate=cfg.drop_path, in_chans=info.in_chans, patch_size=patch)
     if tuple(sk.input_shape) != (info.in_chans, img, img):
         raise ValueError(f"{skeleton} at N={seq_len} expects input {sk.input_shape}, the data gives "
                          f"{(info.in_chans, img, img)}")
     raw = sk.model.to(dev)
-    model = DistributedDataParallel(raw, device_ids=[dev.index] if cuda else None) if world > 1 else raw
-    lr = cfg.lr * global_batch / cfg.lr_base_batch  # linear scaling by the global batch, as DeiT and SOFT
+    model = (torch.nn.parallel.DistributedDataParallel(raw, device_ids=[dev.index] if dev.type == "cuda" else None)
+             if world > 1 else raw)
+    lr = cfg.lr * (cfg.batch_size * world) / cfg.lr_base_batch  # linear scaling by the global batch (DeiT, SOFT)
+    run = TrainRun(cfg=cfg, spec=spec, info=info, skeleton=skeleton, img=img, seq_len=seq_len, run_dir=run_dir,
+                   model_dir=model_dir, rank=rank, world=world, dev=dev, amp=amp, sampler=sampler,
+                   loader_gen=loader_gen, train_loader=train_loader, val_loader=val_loader, sk=sk, raw=raw,
+                   model=model, lr=lr, t_start=t_start,
+                   **_recipe(cfg, raw, lr, len(train_loader), amp, info.num_classes))
+    _restore(run, ckpt)
+    _write_meta(run)
+    run.progress = make_progress(cfg.progress, rank, run.total_epochs, run.start_epoch, cfg.log_interval)
+    run.progress.info(f"train {cfg.model} in {skeleton} on {spec.name}: {img} px, N={seq_len}, "
+                      f"{info.n_train}/{info.n_val} images, global batch {run.global_batch} ({world} x "
+                      f"{cfg.batch_size}), lr {lr:.3g}, {run.total_epochs} epochs, {run.steps} steps/epoch, {dev}, "
+                      f"amp {amp}" + (f"; resumed at epoch {run.start_epoch + 1}" if run.resumed else ""))
+    return run
+
+
+def _find_checkpoint(cfg: TrainConfig, ckpt_path: Path, seq_len: int) -> dict[str, Any] | None:
+    """The checkpoint to resume (checked against this run) or None to start fresh; before any work."""
+    resume_path = ckpt_path if cfg.resume == "auto" else Path(cfg.resume) if cfg.resume else None
+    if resume_path is None and ckpt_path.exists():
+        raise ConfigError("resume", f"a checkpoint already exists at {ckpt_path}; pass {ref('resume')} to continue "
+                                    f"it or another {ref('out')}")
+    if resume_path is None or not (resume_path.exists() or cfg.resume != "auto"):
+        return None
+    ckpt = load_checkpoint(resume_path, model=cfg.model, skeleton=cfg.skeleton, seq_len=seq_len)
+    saved = ckpt["config"]
+    changed = [k for k, v in cfg.to_dict().items() if k not in RESUMABLE_CHANGES and saved.get(k) != v]
+    if changed:
+        k = changed[0]
+        raise ConfigError(k, f"checkpoint {resume_path} was trained with {k}={saved.get(k)!r}, not "
+                             f"{getattr(cfg, k)!r}; resume with the same options (only {ref(RESUMABLE_CHANGES[0])} "
+                             "may grow)")
+    return ckpt
+
+
+def _check_batch(cfg: TrainConfig, world: int, n_train: int, dataset: str) -> None:
+    if n_train // world < cfg.batch_size:
+        raise ConfigError("batch_size", f"{ref('batch_size')} {cfg.batch_size} x {world} process(es) = "
+                                        f"{cfg.batch_size * world} exceeds the {n_train} training images of "
+                                        f"{dataset}; lower {ref('batch_size')}")
+    if (cfg.mixup or cfg.cutmix) and cfg.batch_size % 2:
+        raise ConfigError("batch_size", f"Mixup/CutMix need an even {ref('batch_size')}, got {cfg.batch_size}")
+
+
+def _loaders(cfg: TrainConfig, train_ds: Any, val_ds: Any, rank: int, world: int, cuda: bool) -> tuple[Any, ...]:
+    """``(sampler, loader_gen, train_loader, val_loader)``: each rank gets a disjoint shard of both sets."""
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    loader_gen = torch.Generator()
+    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+                              pin_memory=cuda, drop_last=True, generator=loader_gen)
+    val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, sampler=list(range(rank, len(val_ds), world)),
+                            num_workers=cfg.workers, pin_memory=cuda)
+    return sampler, loader_gen, train_loader, val_loader
+
+
+def _recipe(cfg: TrainConfig, raw: torch.nn.Module, lr: float, steps: int, amp: str,
+            num_classes: int) -> dict[str, Any]:
+    """The optimizer, scheduler (and the epochs it runs), EMA, grad scaler, Mixup and loss, by timm's factories."""
+    from timm.data import Mixup
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+    from timm.utils import ModelEmaV3
+
     try:
         optimizer = create_optimizer_v2(raw, opt=cfg.opt, lr=lr, weight_decay=cfg.weight_decay)
         scheduler, total_epochs = create_scheduler_v2(
             optimizer, sched=cfg.sched, num_epochs=cfg.epochs, cooldown_epochs=cfg.cooldown_epochs, min_lr=cfg.min_lr,
             warmup_lr=cfg.warmup_lr, warmup_epochs=cfg.warmup_epochs, step_on_epochs=False, updates_per_epoch=steps)
     except (AssertionError, KeyError) as e:
-        raise ValueError(f"timm rejected --opt {cfg.opt!r} / --sched {cfg.sched!r}: {e}") from None
+        raise ConfigError("opt", f"timm rejected {ref('opt')} {cfg.opt!r} / {ref('sched')} {cfg.sched!r}: "
+                                 f"{e}") from None
     ema = ModelEmaV3(raw, decay=cfg.ema_decay) if cfg.ema else None
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
     mixup = (Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.smoothing,
-                   num_classes=info.num_classes) if cfg.mixup or cfg.cutmix else None)
+                   num_classes=num_classes) if cfg.mixup or cfg.cutmix else None)
     criterion = (SoftTargetCrossEntropy() if mixup else LabelSmoothingCrossEntropy(cfg.smoothing) if cfg.smoothing
                  else torch.nn.CrossEntropyLoss())
-    k5 = min(5, info.num_classes)
+    return dict(optimizer=optimizer, scheduler=scheduler, total_epochs=total_epochs, ema=ema, scaler=scaler,
+                mixup=mixup, criterion=criterion)
 
-    # -- state: fresh (per-rank seeds for augmentation and drop-path) or restored from the checkpoint
-    start_epoch, history, train_s = 0, [], 0.0
-    random.seed(cfg.seed + rank)
-    np.random.seed(cfg.seed + rank)
-    torch.manual_seed(cfg.seed + rank)
-    if ckpt is not None:
-        raw.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if ckpt["config"]["epochs"] == cfg.epochs:  # a longer run gets the schedule for its new length
-            scheduler.load_state_dict(ckpt["scheduler"])
-        if ema is not None:
-            ema.module.load_state_dict(ckpt["ema"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        if len(ckpt["rng"]) == world:
-            set_rng_state(ckpt["rng"][rank])
-        start_epoch, history, train_s = ckpt["epoch"] + 1, ckpt["history"], ckpt["train_s"]
 
-    if rank == 0:
-        model_dir.mkdir(parents=True, exist_ok=True)
-        meta = {**environment(str(dev)), "train": {cfg.model: {**cfg.to_dict(), "seq_len": seq_len, "lr": lr,
-                                                              "global_batch": global_batch, "world_size": world}}}
-        write_meta(model_dir, meta)
-        if not (run_dir / "meta.json").exists():
-            write_meta(run_dir, meta)
-    progress = make_progress(cfg.progress, rank, total_epochs, start_epoch, cfg.log_interval)
-    progress.info(f"train {cfg.model} in {skeleton} on {spec.name}: {img} px, N={seq_len}, "
-                  f"{info.n_train}/{info.n_val} images, global batch {global_batch} ({world} x {cfg.batch_size}), "
-                  f"lr {lr:.3g}, {total_epochs} epochs, {steps} steps/epoch, {dev}, amp {amp}"
-                  + (f"; resumed at epoch {start_epoch + 1}" if ckpt else ""))
+def _restore(run: TrainRun, ckpt: dict[str, Any] | None) -> None:
+    """Seed this rank (augmentation, drop-path), then restore the checkpoint's state over it, if any."""
+    cfg = run.cfg
+    random.seed(cfg.seed + run.rank)
+    np.random.seed(cfg.seed + run.rank)
+    torch.manual_seed(cfg.seed + run.rank)
+    if ckpt is None:
+        return
+    run.raw.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    if ckpt["config"]["epochs"] == cfg.epochs:  # a longer run gets the schedule for its new length
+        run.scheduler.load_state_dict(ckpt["scheduler"])
+    if run.ema is not None:
+        run.ema.module.load_state_dict(ckpt["ema"])
+    if run.scaler is not None and ckpt.get("scaler"):
+        run.scaler.load_state_dict(ckpt["scaler"])
+    if len(ckpt["rng"]) == run.world:
+        set_rng_state(ckpt["rng"][run.rank])
+    run.start_epoch, run.history, run.train_s, run.resumed = ckpt["epoch"] + 1, ckpt["history"], ckpt["train_s"], True
 
-    # -- the loop
-    last = start_epoch - 1
-    end_epoch = total_epochs if cfg.stop_after is None else min(total_epochs, start_epoch + cfg.stop_after)
-    with progress:
-        for epoch in range(start_epoch, end_epoch):
-            t0 = time.perf_counter()
-            model.train()
-            sampler.set_epoch(epoch)
-            loader_gen.manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + rank)
-            progress.start_epoch(epoch, steps)
-            loss_sum = 0.0
-            for i, (x, y) in enumerate(train_loader):
-                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-                if mixup is not None:
-                    x, y = mixup(x, y)
-                try:
-                    with autocast():
-                        loss = criterion(model(x), y)
-                    optimizer.zero_grad(set_to_none=True)
-                    if scaler is not None:
-                        scaler.scale(loss).backward()
-                        scaler.unscale_(optimizer)
-                    else:
-                        loss.backward()
-                    if cfg.clip_grad:
-                        torch.nn.utils.clip_grad_norm_(raw.parameters(), cfg.clip_grad)
-                    scaler.step(optimizer) if scaler is not None else optimizer.step()
-                    if scaler is not None:
-                        scaler.update()
-                except (torch.OutOfMemoryError, RuntimeError) as e:
-                    if not _oom(e):
-                        raise
-                    raise ValueError(f"--batch-size {cfg.batch_size} does not fit on {dev} (out of memory at epoch "
-                                     f"{epoch + 1} step {i + 1}); lower --batch-size (the lr follows it) or use a "
-                                     "smaller --img-size or skeleton") from None
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise ValueError(f"the loss became {value} at epoch {epoch + 1} step {i + 1}; lower --lr or "
-                                     "raise --warmup-epochs")
-                num_updates = epoch * steps + i + 1
-                scheduler.step_update(num_updates=num_updates)
-                if ema is not None:
-                    ema.update(raw, step=num_updates)
-                loss_sum += value
-                progress.step(i, value, (i + 1) * global_batch / (time.perf_counter() - t0),
-                              optimizer.param_groups[0]["lr"])
-            train_time = time.perf_counter() - t0
-            train_loss, _ = _all_sum([loss_sum, steps], dev)
-            val_loss, top1, top5 = evaluate(raw, val_loader, dev, autocast, k5)
-            ema_top1 = ema_top5 = None
-            if ema is not None:
-                _, ema_top1, ema_top5 = evaluate(ema.module, val_loader, dev, autocast, k5)
-            epoch_s = time.perf_counter() - t0
-            train_s += epoch_s
-            row = dict(epoch=epoch, train_loss=train_loss / (steps * world), val_loss=val_loss, top1=top1, top5=top5,
-                       ema_top1=ema_top1, ema_top5=ema_top5, lr=optimizer.param_groups[0]["lr"],
-                       images_per_s=steps * global_batch / train_time, epoch_s=epoch_s)
-            history.append(row)
-            rngs = [rng_state()]
-            if world > 1:
-                rngs = [None] * world
-                dist.all_gather_object(rngs, rng_state())
-            if rank == 0:
-                save_checkpoint(ckpt_path, dict(
-                    model_name=cfg.model, skeleton=cfg.skeleton, seq_len=seq_len, dataset=spec.name,
-                    config=cfg.to_dict(), epoch=epoch, model=raw.state_dict(), optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict(), ema=ema.module.state_dict() if ema is not None else None,
-                    scaler=scaler.state_dict() if scaler is not None else None, rng=rngs, history=history,
-                    train_s=train_s, world_size=world, global_batch=global_batch, lr=lr))
-                _write_logs(model_dir, history)
-            progress.end_epoch(row)
-            last = epoch
 
-    final = history[-1] if history else None
-    done = last + 1 >= total_epochs
-    result: dict[str, Any] = dict(model=cfg.model, scope="train", skeleton=skeleton, seq_len=seq_len,
-                                  batch=global_batch, dtype={"off": "fp32"}.get(amp, amp), device=dev.type,
-                                  mode="train", status="ok" if done else "skipped",
-                                  reason=None if done else f"stopped after epoch {last + 1} of {total_epochs}",
+def _write_meta(run: TrainRun) -> None:
+    from attnbench.results import environment, write_meta
+
+    if run.rank != 0:
+        return
+    run.model_dir.mkdir(parents=True, exist_ok=True)
+    meta = {**environment(str(run.dev)), "train": {run.cfg.model: {
+        **run.cfg.to_dict(), "seq_len": run.seq_len, "lr": run.lr, "global_batch": run.global_batch,
+        "world_size": run.world}}}
+    write_meta(run.model_dir, meta)
+    if not (run.run_dir / "meta.json").exists():
+        write_meta(run.run_dir, meta)
+
+
+def train_one_epoch(run: TrainRun, epoch: int) -> tuple[float, float]:
+    """One epoch of optimizer steps on this rank's shard; ``(mean train loss over every rank, seconds)``."""
+    t0 = time.perf_counter()
+    run.model.train()
+    run.sampler.set_epoch(epoch)
+    run.loader_gen.manual_seed(run.cfg.seed * 1_000_003 + epoch * 1009 + run.rank)
+    run.progress.start_epoch(epoch, run.steps)
+    loss_sum = 0.0
+    for i, (x, y) in enumerate(run.train_loader):
+        x, y = x.to(run.dev, non_blocking=True), y.to(run.dev, non_blocking=True)
+        if run.mixup is not None:
+            x, y = run.mixup(x, y)
+        value = _step(run, x, y, epoch, i)
+        num_updates = epoch * run.steps + i + 1
+        run.scheduler.step_update(num_updates=num_updates)
+        if run.ema is not None:
+            run.ema.update(run.raw, step=num_updates)
+        loss_sum += value
+        run.progress.step(i, value, (i + 1) * run.global_batch / (time.perf_counter() - t0),
+                          run.optimizer.param_groups[0]["lr"])
+    train_time = time.perf_counter() - t0
+    total, _ = _all_sum([loss_sum, run.steps], run.dev)
+    return total / (run.steps * run.world), train_time
+
+
+def _step(run: TrainRun, x: torch.Tensor, y: torch.Tensor, epoch: int, i: int) -> float:
+    """One optimizer step; the loss. Out of memory and a non-finite loss are one-line errors."""
+    try:
+        with run.autocast():
+            loss = run.criterion(run.model(x), y)
+        run.optimizer.zero_grad(set_to_none=True)
+        if run.scaler is not None:
+            run.scaler.scale(loss).backward()
+            run.scaler.unscale_(run.optimizer)
+        else:
+            loss.backward()
+        if run.cfg.clip_grad:
+            torch.nn.utils.clip_grad_norm_(run.raw.parameters(), run.cfg.clip_grad)
+        if run.scaler is not None:
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+        else:
+            run.optimizer.step()
+    except (torch.OutOfMemoryError, RuntimeError) as e:
+        if not _oom(e):
+            raise
+        raise ConfigError("batch_size", f"{ref('batch_size')} {run.cfg.batch_size} does not fit on {run.dev} (out "
+                                        f"of memory at epoch {epoch + 1} step {i + 1}); lower {ref('batch_size')} "
+                                        f"(the lr follows it) or use a smaller {ref('img_size')} or skeleton") from None
+    value = loss.item()
+    if not math.isfinite(value):
+        raise ConfigError("lr", f"the loss became {value} at epoch {epoch + 1} step {i + 1}; lower {ref('lr')} or "
+                                f"raise {ref('warmup_epochs')}")
+    return value
+
+
+def end_epoch(run: TrainRun, epoch: int, train_loss: float, train_time: float, t0: float) -> dict[str, Any]:
+    """Evaluate (and the EMA), append the epoch's log row, checkpoint and rewrite the logs; the row."""
+    k5 = min(5, run.info.num_classes)
+    val_loss, top1, top5 = evaluate(run.raw, run.val_loader, run.dev, run.autocast, k5)
+    ema_top1 = ema_top5 = None
+    if run.ema is not None:
+        _, ema_top1, ema_top5 = evaluate(run.ema.module, run.val_loader, run.dev, run.autocast, k5)
+    epoch_s = time.perf_counter() - t0
+    run.train_s += epoch_s
+    row = dict(epoch=epoch, train_loss=train_loss, val_loss=val_loss, top1=top1, top5=top5, ema_top1=ema_top1,
+               ema_top5=ema_top5, lr=run.optimizer.param_groups[0]["lr"],
+               images_per_s=run.steps * run.global_batch / train_time, epoch_s=epoch_s)
+    run.history.append(row)
+    _save(run, epoch)
+    run.progress.end_epoch(row)
+    return row
+
+
+def _save(run: TrainRun, epoch: int) -> None:
+    """Gather every rank's RNG state; rank 0 writes the checkpoint and the logs."""
+    rngs = [rng_state()]
+    if run.world > 1:
+        rngs = [None] * run.world
+        dist.all_gather_object(rngs, rng_state())
+    if run.rank != 0:
+        return
+    ema, scaler = run.ema, run.scaler
+    save_checkpoint(run.ckpt_path, dict(
+        model_name=run.cfg.model, skeleton=run.cfg.skeleton, seq_len=run.seq_len, dataset=run.spec.name,
+        config=run.cfg.to_dict(), epoch=epoch, model=run.raw.state_dict(), optimizer=run.optimizer.state_dict(),
+        scheduler=run.scheduler.state_dict(), ema=ema.module.state_dict() if ema is not None else None,
+        scaler=scaler.state_dict() if scaler is not None else None, rng=rngs, history=run.history,
+        train_s=run.train_s, world_size=run.world, global_batch=run.global_batch, lr=run.lr))
+    _write_logs(run.model_dir, run.history)
+
+
+def finish(run: TrainRun, last: int) -> dict[str, Any]:
+    """The results row after epoch ``last``: appended (rank 0, once) when the run is complete; the process group
+    is torn down."""
+    cfg = run.cfg
+    done = last + 1 >= run.total_epochs
+    result: dict[str, Any] = dict(model=cfg.model, scope="train", skeleton=run.skeleton, seq_len=run.seq_len,
+                                  batch=run.global_batch, dtype={"off": "fp32"}.get(run.amp, run.amp),
+                                  device=run.dev.type, mode="train", status="ok" if done else "skipped",
+                                  reason=None if done else f"stopped after epoch {last + 1} of {run.total_epochs}",
                                   hparams=json.dumps(cfg.hparams, sort_keys=True, default=str),
-                                  epochs=last + 1, dataset=spec.name, train_hours=train_s / 3600,
-                                  wall_s=time.perf_counter() - t_start)
-    if final is not None:
+                                  epochs=last + 1, dataset=run.spec.name, train_hours=run.train_s / 3600,
+                                  wall_s=time.perf_counter() - run.t_start)
+    if run.history:
+        final = run.history[-1]
         use_ema = final.get("ema_top1") is not None  # the SOFT paper evaluates the EMA weights
         result.update(top1=final["ema_top1" if use_ema else "top1"], top5=final["ema_top5" if use_ema else "top5"])
-    if rank == 0 and done:
-        result.update(_cost(sk, raw, dev))
-        prior = load_results(run_dir)
-        dup = ((prior["model"] == cfg.model) & (prior["skeleton"] == skeleton) & (prior["seq_len"] == seq_len)
-               & (prior["dataset"] == spec.name) & (prior["mode"] == "train"))
-        if not dup.any():  # a finished run resumed again does not add a second row
-            append_row(run_dir, {k: v for k, v in result.items() if k != "world_size"})
-        progress.info(f"done: top1 {result.get('top1', float('nan')):.2f} top5 {result.get('top5', float('nan')):.2f} "
-                      f"after {last + 1} epochs, {train_s / 60:.1f} min -> {run_dir / 'results.csv'}")
-    result.update(world_size=world, lr=lr, history=history, run_dir=str(run_dir), checkpoint=str(ckpt_path))
-    if world > 1:
+    if run.rank == 0 and done:
+        result.update(_cost(run.sk, run.raw, run.dev))
+        _append_once(run, result)
+        run.progress.info(f"done: top1 {result.get('top1', float('nan')):.2f} top5 "
+                          f"{result.get('top5', float('nan')):.2f} after {last + 1} epochs, {run.train_s / 60:.1f} "
+                          f"min -> {run.run_dir / 'results.csv'}")
+    result.update(world_size=run.world, lr=run.lr, history=run.history, run_dir=str(run.run_dir),
+                  checkpoint=str(run.ckpt_path))
+    if run.world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return result
+
+
+def _append_once(run: TrainRun, result: dict[str, Any]) -> None:
+    """Append the row unless the run directory has it already (a finished run resumed again adds no second row)."""
+    from attnbench.results import append_row, load_results
+
+    prior = load_results(run.run_dir)
+    dup = ((prior["model"] == run.cfg.model) & (prior["skeleton"] == run.skeleton) & (prior["seq_len"] == run.seq_len)
+           & (prior["dataset"] == run.spec.name) & (prior["mode"] == "train"))
+    if not dup.any():
+        append_row(run.run_dir, {k: v for k, v in result.items() if k != "world_size"})
 
 
 def _cost(sk: Any, raw: torch.nn.Module, dev: torch.device) -> dict[str, Any]:

@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from attnbench.cli._common import flag
+from attnbench.config import ConfigError
 from attnbench.train.config import TrainConfig, resolve_recipe
 from attnbench.train.data import build_datasets, parse_data_spec
 
@@ -100,8 +102,9 @@ def test_cifar_layout_is_named(tmp_path):
 
 def test_generated_rejects_image_augmentation():
     cfg = resolve_recipe(TrainConfig(aa="rand-m9-mstd0.5-inc1"), generated=True)
-    with pytest.raises(ValueError, match="--aa"):
+    with pytest.raises(ConfigError, match="aa and color_jitter apply to image datasets") as e:
         build_datasets(parse_data_spec("shapes:16:n=12"), 16, cfg)
+    assert e.value.field == "aa" and e.value.render(flag).startswith("--aa and --color-jitter")
 
 
 def test_generated_dataset_tensors():
