@@ -20,10 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attnbench.config import MODES  # the one definition; re-exported here
+
 __all__ = ["DTYPES", "MODES", "make_step", "autocast_unsupported", "autocast"]
 
+# the torch dtype of each of attnbench.config.DTYPES
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-MODES = ("infer", "train")
 
 
 def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:

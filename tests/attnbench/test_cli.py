@@ -298,3 +298,37 @@ def test_python_api_is_lazy_and_complete():
             "print(a, callable(r), m.report is r, attnbench.parse_seq('1..4'), callable(attnbench.list_attentions))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[] True True [1, 2, 4] True"
+
+
+def test_every_config_field_maps_to_a_real_flag():
+    """The one field-to-flag table (cli._common.FLAGS): every field a ConfigError can name is an option."""
+    import dataclasses
+
+    import click
+
+    from attnbench.cli._common import flag
+    from attnbench.cli.run import run
+    from attnbench.cli.train import train
+    from attnbench.config import SweepConfig
+    from attnbench.train.config import TrainConfig
+
+    def options(cmd: click.Command) -> set[str]:
+        return {o for p in cmd.params for o in p.opts}
+
+    run_fields = {f.name for f in dataclasses.fields(SweepConfig)} - {"isolation"} | {"run_dir"}
+    assert {flag(f) for f in run_fields} <= options(run)
+    assert {flag(f.name) for f in dataclasses.fields(TrainConfig)} <= options(train)
+
+
+def test_config_error_names_the_field_and_renders_flags():
+    import pickle
+
+    from attnbench.cli._common import flag
+    from attnbench.config import ConfigError, ref
+
+    e = ConfigError("seq_lens", f"{ref('seq_lens')} 7 does not fit; or use {ref('skeleton')} layer ({{'a': 1}})")
+    assert isinstance(e, ValueError) and e.field == "seq_lens"
+    assert str(e) == "seq_lens 7 does not fit; or use skeleton layer ({'a': 1})"
+    assert e.render(flag) == "--seq 7 does not fit; or use --skeleton layer ({'a': 1})"
+    back = pickle.loads(pickle.dumps(e))
+    assert (back.field, str(back), back.render(flag)) == (e.field, str(e), e.render(flag))

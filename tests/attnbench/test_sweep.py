@@ -183,3 +183,25 @@ def test_bad_hparam_value_fails_validation() -> None:
     with pytest.raises(ValueError, match="bad hyper-parameters for performer"):
         validate(SweepConfig(models=["performer"], seq_lens=[1024], hparams={"performer": {"nb_features": -1}},
                              device="cpu"))
+
+
+def test_one_definition_of_modes_and_dtypes() -> None:
+    from attnbench import config
+    from attnbench.measure import step
+
+    assert step.MODES is config.MODES and tuple(step.DTYPES) == config.DTYPES
+
+
+@pytest.mark.parametrize("kw, field", [
+    ({"skeleton": "vit-huge"}, "skeleton"), ({"seq_lens": [1021], "skeleton": "soft-tiny"}, "seq_lens"),
+    ({"dtype": "fp8"}, "dtype"), ({"modes": []}, "modes"), ({"min_time": 0}, "min_time"),
+    ({"threads": 0}, "threads"), ({"isolation": "thread"}, "isolation"), ({"models": [OK, OK]}, "models"),
+    ({"hparams": {"softmax": {}}}, "hparams"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_validation_errors_name_the_field(kw: dict, field: str) -> None:
+    from attnbench.config import ConfigError
+    from attnbench.sweep import validate
+
+    with pytest.raises(ConfigError) as e:
+        validate(cfg(**kw))
+    assert e.value.field == field and "\n" not in str(e.value)
