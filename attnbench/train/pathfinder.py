@@ -94,44 +94,51 @@ def _marker(centre: tuple[float, float], side: int, size: int) -> np.ndarray:
 def _draw_one(rng: np.random.Generator, label: int, size: int, dashes: int, distractors: int) -> np.ndarray:
     s = size / 32  # every length is defined at 32 px and scaled
     dash, gap, width, side = 1.5 * s, 1.25 * s, max(1, round(s)), max(3, round(3 * s))
-    margin = side / 2 + 1
-    for _ in range(200):  # restart the image when the curves do not fit
-        occ = np.zeros((size, size), dtype=bool)  # pixels within one pixel of an accepted curve or marker
+    for _ in range(200):  # restart the image when the curves or the markers do not fit
         img = np.zeros((size, size), dtype=np.uint8)
-        curves = []
-        for k in range(2 + distractors):
-            for _ in range(60):
-                c = _curve(rng, occ, dashes, dash, gap, width, math.pi / 3, margin)
-                if c is not None:
-                    break
-            else:
-                c = None
-            if c is None:
-                break
-            curves.append(c)
-            img[c[0][:, 0], c[0][:, 1]] = 255
-            d = _dilate(c[0], size)
-            occ[d[:, 0], d[:, 1]] = True
-        if len(curves) < 2 + distractors:
-            continue
-        (a, a0, a1), (b, b0, b1) = curves[0], curves[1]
-        ends = (a0, a1) if label == 1 else (a0 if rng.random() < 0.5 else a1, b0 if rng.random() < 0.5 else b1)
-        # a marker may touch only its own curve
-        own = (a, a) if label == 1 else (a, b)
-        ok = True
-        for e, mine in zip(ends, own):
-            m = _marker(e, side, size)
-            others = np.zeros((size, size), dtype=bool)
-            for c in curves:
-                if c[0] is not mine:
-                    d = _dilate(c[0], size)
-                    others[d[:, 0], d[:, 1]] = True
-            ok &= not others[m[:, 0], m[:, 1]].any()
-            img[m[:, 0], m[:, 1]] = 255
-        if ok:
+        curves = _draw_curves(rng, img, 2 + distractors, dashes, dash, gap, width, margin=side / 2 + 1)
+        if curves is not None and _draw_markers(rng, img, curves, label, side):
             return img
     raise PathfinderError(f"pathfinder: {2 + distractors} curves of {dashes} dashes do not fit a {size} px image; "
                           "use fewer distractors or dashes, or a larger image")
+
+
+def _draw_curves(rng: np.random.Generator, img: np.ndarray, count: int, dashes: int, dash: float, gap: float,
+                 width: int, margin: float) -> list | None:
+    """Draw ``count`` curves into ``img``, each at least a pixel clear of the others; None when one does not fit."""
+    size = img.shape[0]
+    occ = np.zeros((size, size), dtype=bool)  # pixels within one pixel of an accepted curve
+    curves = []
+    for _ in range(count):
+        tries = (_curve(rng, occ, dashes, dash, gap, width, math.pi / 3, margin) for _ in range(60))
+        c = next((c for c in tries if c is not None), None)
+        if c is None:
+            return None
+        curves.append(c)
+        img[c[0][:, 0], c[0][:, 1]] = 255
+        d = _dilate(c[0], size)
+        occ[d[:, 0], d[:, 1]] = True
+    return curves
+
+
+def _draw_markers(rng: np.random.Generator, img: np.ndarray, curves: list, label: int, side: int) -> bool:
+    """Mark both ends of curve 0 (label 1) or one end each of curves 0 and 1 (label 0); False when a marker
+    touches a curve other than its own."""
+    size = img.shape[0]
+    (a, a0, a1), (b, b0, b1) = curves[0], curves[1]
+    ends = (a0, a1) if label == 1 else (a0 if rng.random() < 0.5 else a1, b0 if rng.random() < 0.5 else b1)
+    own = (a, a) if label == 1 else (a, b)
+    ok = True
+    for e, mine in zip(ends, own):
+        m = _marker(e, side, size)
+        others = np.zeros((size, size), dtype=bool)
+        for c in curves:
+            if c[0] is not mine:
+                d = _dilate(c[0], size)
+                others[d[:, 0], d[:, 1]] = True
+        ok &= not others[m[:, 0], m[:, 1]].any()
+        img[m[:, 0], m[:, 1]] = 255
+    return ok
 
 
 def render_pathfinder(n: int, *, size: int = 32, difficulty: str = "easy", seed: int = 0, split: str = "train",
