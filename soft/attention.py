@@ -1,7 +1,8 @@
 """SOFT / SOFT++ attention layer (arXiv 2110.11945, arXiv 2207.03341).
 
 Reference code checked against: fudan-zvg/SOFT @ d3febc3, ``models/softmax_free_transformer.py``
-(``SoftmaxFreeAttention``, ``SoftmaxFreeAttentionKernel``, ``SoftmaxFreeNormAttentionKernel``).
+(``SoftmaxFreeAttention``, ``SoftmaxFreeAttentionKernel``, ``SoftmaxFreeNormAttentionKernel``) and
+``SOFT/kernel/inverse.py``. docs/methods.md states what is implemented and where it departs from that code.
 """
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ from torch import Tensor, nn
 
 from .functional import soft_kernel_attention
 from .grid import resolve_hw, strided_grid
-from .landmarks import build_sampler
+from .landmarks import build_sampler, resolve_conv_stride
 from .macs import soft_attention_macs
+from .newton import check_newton_options
 
 __all__ = ["SoftAttention", "LocalValueConv"]
 
-# Sweep defaults (where N varies): a fixed m = 49 pooled landmarks keeps the cost linear in N; the paper's stride-s
-# conv sampler (m = N / s^2) is sampler="conv".
-_SWEEP = dict(landmarks=49, sampler="pool", newton_iters=20, conv_kernel=3)
-_COST = "O(N m d + m^2 d + T m^3)"
+# Registry defaults. "soft" is the paper's stage-1 layer: conv landmarks (kernel = stride = s) with s chosen per N
+# so that m stays near 49 (the harness passes seq_len; a stride that does not tile the grid pads it), a 9x9 value
+# conv, 20 Newton steps, ridge 0.01. "soft-pool" is the pooled sampler this project used before (not official).
+_PAPER = dict(sampler="conv", landmarks=49, newton_iters=20, conv_kernel=9)
+_POOL = dict(sampler="pool", landmarks=49, newton_iters=20, conv_kernel=3)
+_COST = "O(N m d + N d^2 + T m^3), m ~ 49"
 
 
 class LocalValueConv(nn.Module):
@@ -51,7 +55,12 @@ class SoftAttention(nn.Module):
         out = proj((K1 · M) · (K1ᵀ · V) + conv_k(V)),  K1 = exp(-½ dist²(q̄, Q̃)),  M = newton(exp(-½ dist²(Q̃, Q̃)))
 
     computed without any N×N tensor. **SOFT++** (symmetric normalisation, arXiv 2207.03341) is the flag
-    ``symmetric_norm=True``: M = D^-½ newton(A) D^-½ with D = diag(A·1).
+    ``symmetric_norm=True``: M = D^-½ newton(A) D^-½ with D = diag(A·1), inverted as the official SOFT-Norm code
+    does unless ``newton_variant``/``ridge`` say otherwise. docs/methods.md has the equations and their limits.
+
+    The paper's layer is ``sampler="conv"`` with ``sr_ratio`` = s (the pyramid's 8/4/2 with ``conv_kernel``
+    9/5/3), or with ``seq_len`` = N and no ``sr_ratio`` (s is then chosen so that m is nearest ``landmarks``).
+    The default ``sampler="pool"`` needs no grid at construction and is not in any official release.
 
     Args:
         dim: embedding dim C.
@@ -61,19 +70,31 @@ class SoftAttention(nn.Module):
             code has no attention dropout).
         proj_drop: dropout after the output projection.
         landmarks: m for ``sampler="pool"`` (fixed whatever N; a non-square m is laid out on its most nearly
-            square factor pair, e.g. 48 -> 6×8, so exactly m landmarks are used). Ignored by the other samplers.
-        sampler: ``"pool"`` (adaptive average pooling to a fixed grid + LayerNorm + GELU; default, linear in N),
-            ``"conv"`` (the paper's conv with kernel = stride = ``sr_ratio`` + LayerNorm + GELU; m = (H/s)(W/s))
+            square factor pair, e.g. 48 -> 6×8, so exactly m landmarks are used); for ``sampler="conv"`` without
+            ``sr_ratio``, the m the stride is chosen for. Ignored otherwise.
+        sampler: ``"pool"`` (adaptive average pooling to a fixed grid + LayerNorm + GELU; default),
+            ``"conv"`` (the paper's conv with kernel = stride = s + LayerNorm + GELU; m = (H/s)(W/s))
             or ``"identity"`` (m = N, no LayerNorm/GELU: exact kernel attention, for tests).
-        sr_ratio: s for ``sampler="conv"`` (the paper: 8/4/2 in stages 1–3); must be None for other samplers.
-        newton_iters: Newton steps T (official: 20).
-        ridge: diagonal shift of A before inverting (official: 0.01; 0 for the plain pseudo-inverse).
+        sr_ratio: s for ``sampler="conv"``; None chooses it from ``seq_len``. Must be None for other samplers.
+        seq_len: the token count N the layer is built for. With ``sampler="conv"`` and no ``sr_ratio`` the stride
+            is chosen for its most nearly square H×W grid (H <= W), and kept for any grid seen later (the conv
+            weight is s×s). Ignored by the other samplers.
+        newton_iters: Newton steps T (official: 20); with ``newton_tol``, the most steps.
+        ridge: diagonal shift of A before inverting. None: the official value of the Newton variant (0.01 for
+            ``"soft"``, 0 for ``"soft-norm"``).
+        newton_variant: ``"soft"`` (per-matrix start value, closed-form backward: SOFT's official routine) or
+            ``"soft-norm"`` (one start value for the batch with the halving rule, autograd through the steps:
+            SOFT-Norm's official routine). None: ``"soft-norm"`` with ``symmetric_norm``, ``"soft"`` without.
+        newton_tol: stop the Newton steps once every matrix has ‖I - (A + ridge·I) M‖_F <= newton_tol (at most
+            ``newton_iters`` steps; one host sync per step). None: exactly ``newton_iters`` steps.
         conv_kernel: k of the local value conv (official: 9/5/3 in stages 1–3); 0 disables it; must be odd.
         symmetric_norm: SOFT++.
-        grid_policy: for ``sampler="conv"`` when H or W is not a multiple of s: ``"error"`` (default, a
-            ValueError) or ``"pad"`` (replicate-pad bottom/right to a multiple of s). Never a silent crop.
-        track_residual: store ‖I - (A + ridge·I) M‖_F per (sample, head) of the last forward in
-            ``self.last_residual`` ([B, h], detached; one extra m³ matmul) to monitor Newton convergence.
+        grid_policy: for ``sampler="conv"`` when H or W is not a multiple of s: ``"error"`` (a ValueError) or
+            ``"pad"`` (replicate-pad bottom/right to a multiple of s). None (default): ``"error"`` for a given
+            ``sr_ratio``, ``"pad"`` for a chosen one. Never a silent crop.
+        track_residual: after each forward, ``self.last_residual`` holds the largest Newton residual
+            ‖I - (A + ridge·I) newton(A)‖_F over batch and heads (a float; one extra m³ matmul per matrix and a
+            host sync). Otherwise ``last_residual`` is None.
 
     Raises:
         ValueError: on any invalid option (message lists what is accepted). Unknown keywords raise TypeError.
@@ -81,11 +102,19 @@ class SoftAttention(nn.Module):
 
     # Read by attnbench's registry (this package never imports it): one entry per key.
     variants = {
-        "soft": dict(defaults=_SWEEP, complexity=_COST,
-                     description="SOFT: Gaussian kernel, Nystrom landmarks, Newton-Raphson pseudo-inverse"),
-        "soft++": dict(defaults={**_SWEEP, "symmetric_norm": True}, complexity=_COST,
-                       description="SOFT++: SOFT with symmetric normalisation D^-1/2 A+ D^-1/2"),
+        "soft": dict(defaults=_PAPER, complexity=_COST,
+                     description="SOFT as in the paper: Gaussian kernel, conv landmarks (kernel = stride = s, s chosen "
+                                 "per N so that m ~ 49, grid padded if s does not tile it), 9x9 value conv, 20 "
+                                 "Newton steps on A + 0.01 I"),
+        "soft++": dict(defaults={**_PAPER, "symmetric_norm": True}, complexity=_COST,
+                       description="SOFT++ as published (SOFT-Norm): the soft layer with M = D^-1/2 newton(A) D^-1/2, "
+                                   "no ridge, one Newton start value per batch halved until stable, autograd through "
+                                   "the steps (newton_variant=soft: this project's earlier inverse)"),
+        "soft-pool": dict(defaults=_POOL, complexity="O(N m d + T m^3), m = 49",
+                          description="SOFT with pooled landmarks (adaptive average pool to m = 49, no parameters) "
+                                      "and a 3x3 value conv: not an official configuration"),
     }
+    needs_seq_len = True  # the conv sampler's stride follows N when sr_ratio is None (ignored by the other samplers)
     macs = staticmethod(soft_attention_macs)  # the closed-form MACs of one forward
 
     @classmethod
@@ -93,47 +122,55 @@ class SoftAttention(nn.Module):
                              hw: tuple[int, int] | None = None) -> str | None:
         """Why the layer cannot run on this token grid (the conv sampler's stride does not tile it under
         ``grid_policy="error"``), or None. Bad option values are not reasons: the constructor reports them."""
-        s = hparams.get("sr_ratio")
-        if hparams.get("sampler") != "conv" or not isinstance(s, int) or s < 1:
+        if hparams.get("sampler") != "conv":
             return None
         try:
+            s, policy = resolve_conv_stride(hparams.get("sr_ratio"), hparams.get("grid_policy"),
+                                            hparams.get("landmarks"), seq_len)
             grid = resolve_hw(seq_len, hw)
         except ValueError:
             return None
         try:
-            strided_grid(grid, s, hparams.get("grid_policy") or "error")
+            strided_grid(grid, s, policy)
         except ValueError as e:
             return str(e)
         return None
 
     def __init__(self, dim: int, num_heads: int = 8, *, qkv_bias: bool = True, attn_drop: float = 0.,
                  proj_drop: float = 0., landmarks: int = 49, sampler: str = "pool", sr_ratio: int | None = None,
-                 newton_iters: int = 20, ridge: float = 0.01, conv_kernel: int = 3, symmetric_norm: bool = False,
-                 grid_policy: str = "error", track_residual: bool = False) -> None:
+                 seq_len: int | None = None, newton_iters: int = 20, ridge: float | None = None,
+                 newton_variant: str | None = None, newton_tol: float | None = None, conv_kernel: int = 3,
+                 symmetric_norm: bool = False, grid_policy: str | None = None, track_residual: bool = False) -> None:
         super().__init__()
         if num_heads < 1 or dim % num_heads:
             raise ValueError(f"dim={dim} must be divisible by num_heads={num_heads} (a positive int)")
         if not isinstance(newton_iters, int) or newton_iters < 0:
             raise ValueError(f"newton_iters must be a non-negative int, got {newton_iters!r}")
-        if ridge < 0:
-            raise ValueError(f"ridge must be >= 0, got {ridge}")
         if not isinstance(conv_kernel, int) or conv_kernel < 0 or (conv_kernel and conv_kernel % 2 == 0):
             raise ValueError(f"conv_kernel must be 0 (off) or an odd positive int, got {conv_kernel!r}")
+        variant = newton_variant if newton_variant is not None else ("soft-norm" if symmetric_norm else "soft")
+        ridge = ridge if ridge is not None else (0.01 if variant == "soft" else 0.0)
+        check_newton_options(newton_iters, ridge, variant, newton_tol)
         self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
         self.newton_iters, self.ridge, self.symmetric_norm = newton_iters, float(ridge), bool(symmetric_norm)
-        self.track_residual = track_residual
-        self.last_residual: Tensor | None = None
+        self.newton_variant, self.newton_tol = variant, newton_tol
+        self.track_residual = bool(track_residual)
+        self.last_residual: float | None = None
 
         self.W_q = nn.Linear(dim, dim, bias=qkv_bias)
         self.W_v = nn.Linear(dim, dim, bias=qkv_bias)
-        self.sampler = build_sampler(sampler, self.head_dim, landmarks, sr_ratio, grid_policy)
+        self.sampler = build_sampler(sampler, self.head_dim, landmarks, sr_ratio, grid_policy, seq_len)
         self.local_conv = LocalValueConv(num_heads, conv_kernel) if conv_kernel else None
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def num_landmarks(self, hw: tuple[int, int]) -> int:
-        """m used on an H×W grid (fixed for ``"pool"``, (H/s)(W/s) for ``"conv"``, H·W for ``"identity"``)."""
+        """m used on an H×W grid (fixed for ``"pool"``, (H/s)(W/s) for ``"conv"``, H·W for ``"identity"``).
+
+        Raises:
+            ValueError: the conv sampler's s does not tile the grid and its grid policy is ``"error"``.
+        """
         return self.sampler.num_landmarks(hw)
 
     def forward(self, x: Tensor, hw: tuple[int, int] | None = None) -> Tensor:
@@ -146,16 +183,20 @@ class SoftAttention(nn.Module):
         q_bar = q * d ** -0.25  # S = exp(-|q - k|² / (2√d)) = exp(-½|q̄ - k̄|²)
         q_tilde = self.sampler(q_bar, hw)  # [B, h, m, d]; not rescaled again, as in the official code
         out = soft_kernel_attention(q_bar, q_tilde, v, iters=self.newton_iters, ridge=self.ridge,
-                                    symmetric_norm=self.symmetric_norm, dropout=self.attn_drop,
-                                    return_residual=self.track_residual)
+                                    symmetric_norm=self.symmetric_norm, variant=self.newton_variant,
+                                    tol=self.newton_tol, dropout=self.attn_drop, return_residual=self.track_residual)
         if self.track_residual:
             out, residual = out
-            self.last_residual = residual.detach()
+            self.last_residual = float(residual.detach().max())
+        else:
+            self.last_residual = None
         if self.local_conv is not None:
             out = out + self.local_conv(v, hw)  # [B, h, N, d]
         out = out.transpose(1, 2).reshape(B, N, C)  # [B, N, C]
         return self.proj_drop(self.proj(out))
 
     def extra_repr(self) -> str:
+        tol = f", newton_tol={self.newton_tol}" if self.newton_tol is not None else ""
         return (f"dim={self.dim}, num_heads={self.num_heads}, newton_iters={self.newton_iters}, "
-                f"ridge={self.ridge}, symmetric_norm={self.symmetric_norm}")
+                f"newton_variant={self.newton_variant!r}{tol}, ridge={self.ridge}, "
+                f"symmetric_norm={self.symmetric_norm}")

@@ -1,4 +1,4 @@
-"""SOFT's attention as pure functions (arXiv 2110.11945 eq. 6–8; SOFT++: arXiv 2207.03341 §3.4).
+"""SOFT's attention as pure functions (arXiv 2110.11945; SOFT++: arXiv 2207.03341); see docs/methods.md.
 
 Nyström form with tied Q = K and landmarks Q̃ = K̃:
 
@@ -22,20 +22,23 @@ __all__ = ["soft_middle", "soft_kernel_attention"]
 
 
 def soft_middle(A: Tensor, *, iters: int = 20, ridge: float = 0.01, symmetric_norm: bool = False,
+                variant: str = "soft", tol: float | None = None,
                 return_residual: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """The middle factor M of Ŝ = K1 M K1ᵀ: newton(A), or D^-½ newton(A) D^-½ for SOFT++.
 
     D = diag(A·1) uses the row sums of the m×m landmark kernel only (the official SOFT-Norm kernel), so the extra
-    cost is O(m²) and no MACs. Unlike the official SOFT-Norm code (no ridge, autograd through the iterations) we
-    reuse the same Newton inverse — same ridge, closed-form backward — for both variants.
+    cost is O(m²) and no MACs. The official SOFT++ inverts with ``variant="soft-norm"`` and ``ridge=0``.
 
     Args:
         A: [..., m, m] landmark kernel (float32/float64; see :func:`soft.newton.newton_inverse`).
+        iters, ridge, variant, tol: Newton options (see :func:`soft.newton.newton_inverse`).
+        symmetric_norm: SOFT++.
 
     Returns:
-        M [..., m, m]; or (M, residual [...]) with ``return_residual=True``.
+        M [..., m, m]; or (M, residual [...]) with ``return_residual=True`` (‖I - (A + ridge·I) newton(A)‖_F,
+        before the SOFT++ scaling).
     """
-    out = newton_inverse(A, iters, ridge, return_residual=return_residual)
+    out = newton_inverse(A, iters, ridge, variant=variant, tol=tol, return_residual=return_residual)
     M, residual = out if return_residual else (out, None)
     if symmetric_norm:
         d_inv_sqrt = A.to(M.dtype).sum(-1).rsqrt()  # [..., m]; rows of a Gaussian kernel sum to >= 1 (diag = 1)
@@ -44,7 +47,8 @@ def soft_middle(A: Tensor, *, iters: int = 20, ridge: float = 0.01, symmetric_no
 
 
 def soft_kernel_attention(q_bar: Tensor, q_tilde: Tensor, v: Tensor, *, iters: int = 20, ridge: float = 0.01,
-                          symmetric_norm: bool = False, dropout: Callable[[Tensor], Tensor] | None = None,
+                          symmetric_norm: bool = False, variant: str = "soft", tol: float | None = None,
+                          dropout: Callable[[Tensor], Tensor] | None = None,
                           return_residual: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """SOFT / SOFT++ attention output ``(K1 · M) · (K1ᵀ · V)`` without the local value conv.
 
@@ -52,10 +56,10 @@ def soft_kernel_attention(q_bar: Tensor, q_tilde: Tensor, v: Tensor, *, iters: i
         q_bar: [B, h, n, d] queries scaled by d^(-1/4) (= keys: Q and K are tied).
         q_tilde: [B, h, m, d] landmarks (already scaled/normalised by the sampler).
         v: [B, h, n, d] values.
-        iters, ridge: Newton steps T and diagonal shift (see :func:`soft.newton.newton_inverse`).
-        symmetric_norm: SOFT++ (D^-½ A† D^-½ with D = diag(A·1)).
+        iters, ridge, variant, tol: Newton options (see :func:`soft.newton.newton_inverse`).
+        symmetric_norm: SOFT++ (D^-½ newton(A) D^-½ with D = diag(A·1)).
         dropout: applied to the token-to-landmark weights K1·M (SOFT forms no n×n attention map to drop from).
-        return_residual: also return ‖I - (A + ridge·I) M‖_F [B, h] (before SOFT++ scaling).
+        return_residual: also return ‖I - (A + ridge·I) newton(A)‖_F [B, h] (before SOFT++ scaling).
 
     Returns:
         [B, h, n, d]; or (output, residual [B, h]).
@@ -66,7 +70,7 @@ def soft_kernel_attention(q_bar: Tensor, q_tilde: Tensor, v: Tensor, *, iters: i
     k = q_tilde if q_tilde.dtype in (torch.float32, torch.float64) else q_tilde.float()
     with torch.autocast(device_type=k.device.type, enabled=False):
         A = gaussian_kernel(k, k)  # [B, h, m, m]
-        out = soft_middle(A, iters=iters, ridge=ridge, symmetric_norm=symmetric_norm,
+        out = soft_middle(A, iters=iters, ridge=ridge, symmetric_norm=symmetric_norm, variant=variant, tol=tol,
                           return_residual=return_residual)
     M, residual = out if return_residual else (out, None)
     left = torch.matmul(K1, M.to(K1.dtype))  # [B, h, n, m]

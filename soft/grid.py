@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["resolve_hw", "landmark_grid", "strided_grid"]
+__all__ = ["resolve_hw", "square_grid", "landmark_grid", "strided_grid", "auto_stride"]
 
 
 def resolve_hw(n: int, hw: tuple[int, int] | None) -> tuple[int, int]:
@@ -29,6 +29,20 @@ def resolve_hw(n: int, hw: tuple[int, int] | None) -> tuple[int, int]:
     if h <= 0 or w <= 0 or h * w != n:
         raise ValueError(f"hw={tuple(hw)} does not match N={n} tokens; expected H * W == N with H, W > 0")
     return h, w
+
+
+def square_grid(n: int) -> tuple[int, int]:
+    """The most nearly square H×W grid with H·W == n and H <= W (1024 -> 32×32, 2048 -> 32×64, a prime -> 1×n).
+
+    The layout a ViT gives N patches of a near-square image, and the one the conv sampler's automatic stride
+    assumes for a layer built for ``seq_len`` tokens.
+    """
+    if n < 1:
+        raise ValueError(f"the token count must be a positive integer, got {n}")
+    h = math.isqrt(n)
+    while n % h:
+        h -= 1
+    return h, n // h
 
 
 def landmark_grid(m: int, hw: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -67,3 +81,34 @@ def strided_grid(hw: tuple[int, int], s: int, policy: str) -> tuple[int, int]:
                              f"grid_policy='pad' (replicate-pad bottom/right up to a multiple of {s})")
         return h // s, w // s
     return -(-h // s), -(-w // s)
+
+
+def auto_stride(hw: tuple[int, int], target: int, policy: str = "pad") -> int:
+    """The conv sampler's stride s for an H×W grid when none is given: m(s) nearest to ``target``.
+
+    m(s) = ceil(H/s)·ceil(W/s) with ``policy == "pad"``; with ``"error"`` only strides that tile the grid
+    (s divides H and W) are candidates, so s = 1 always qualifies. Ties go to the stride that pads fewer tokens,
+    then to the smaller s. At 224² this is the paper's layer (56² -> s = 8, 28² -> 4, 14² -> 2, all m = 49);
+    on the harness's grids it gives m = 49 or 50 (32² -> s = 5 with 3 padded rows/columns, 32×64 -> s = 7).
+    It plays the role of the first official release's s = √(N/49), which needed N = 49 s² exactly.
+
+    Args:
+        hw: token grid (H, W).
+        target: the wanted number of landmarks m (>= 1).
+        policy: ``"pad"`` or ``"error"`` (see :func:`strided_grid`).
+
+    Returns:
+        s >= 1.
+    """
+    if target < 1:
+        raise ValueError(f"landmarks must be a positive integer, got {target}")
+    h, w = hw
+    best_key, best = None, 1
+    for s in range(1, max(h, w) + 1):
+        if policy == "error" and (h % s or w % s):
+            continue
+        gh, gw = -(-h // s), -(-w // s)
+        key = (abs(gh * gw - target), gh * s * gw * s - h * w, s)
+        if best_key is None or key < best_key:
+            best_key, best = key, s
+    return best

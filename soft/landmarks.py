@@ -1,22 +1,26 @@
 """Landmark (bottleneck token) samplers of SOFT: q̄ [B, h, N, d] on an H×W grid -> Q̃ = K̃ [B, h, m, d].
 
-* ``"conv"``: the paper's sampler (arXiv 2110.11945 §3.2; reference ``SoftmaxFreeAttentionKernel``): per head,
-  a Conv2d(d, d, kernel = stride = s, no bias) whose weights are shared by all heads, then LayerNorm(d) and exact
-  GELU; m = (H/s)(W/s), so m grows with resolution.
+* ``"conv"``: the paper's sampler (every official release): per head, a Conv2d(d, d, kernel = stride = s, no bias)
+  whose weights are shared by all heads, then LayerNorm(d) and exact GELU; m = (H/s)(W/s). s is either given
+  (``sr_ratio``; the pyramid's 8/4/2, so m grows with resolution as in the current official code) or chosen per
+  grid so that m stays near a target (``sr_ratio=None``; see :func:`soft.grid.auto_stride`), which keeps the layer
+  linear in N as the first official release did with m = 49.
 * ``"pool"``: parameter-free adaptive average pooling to a *fixed* grid of m cells (49 -> 7×7), then the same
-  LayerNorm + GELU; m is fixed whatever N, which keeps the layer linear in N (the first official release also
-  fixed m = 49).
+  LayerNorm + GELU; not in any official release (the registry's ``soft-pool``).
 * ``"identity"``: every token is a landmark (m = N), no LayerNorm/GELU; the Nyström form is then exact, which
   the tests use.
+
+See docs/methods.md for the equations and the grid policies.
 """
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .grid import landmark_grid, strided_grid
+from .grid import auto_stride, landmark_grid, square_grid, strided_grid
 
-__all__ = ["PoolLandmarks", "ConvLandmarks", "IdentityLandmarks", "build_sampler", "SAMPLERS", "GRID_POLICIES"]
+__all__ = ["PoolLandmarks", "ConvLandmarks", "IdentityLandmarks", "build_sampler", "resolve_conv_stride", "SAMPLERS",
+           "GRID_POLICIES"]
 
 SAMPLERS = ("pool", "conv", "identity")
 GRID_POLICIES = ("error", "pad")
@@ -66,7 +70,7 @@ class ConvLandmarks(nn.Module):
 
     Args:
         head_dim: d.
-        sr_ratio: s, the kernel size and stride.
+        sr_ratio: s, the kernel size and stride (fixed at construction: it sizes the conv weight).
         grid_policy: what to do with a grid whose sides are not multiples of s. ``"error"`` (default) raises a
             ValueError; ``"pad"`` replicate-pads the bottom/right edge up to the next multiple of s so that every
             token is seen (m = ceil(H/s)·ceil(W/s)). The official code silently drops the remainder; we never do.
@@ -93,6 +97,9 @@ class ConvLandmarks(nn.Module):
         x = _to_tokens(x, q_bar.shape[:2])  # [B, h, m, d]
         return self.act(self.norm(x))
 
+    def extra_repr(self) -> str:
+        return f"sr_ratio={self.sr_ratio}, grid_policy={self.grid_policy!r}"
+
 
 class IdentityLandmarks(nn.Module):
     """Every token is its own landmark (m = N), no LayerNorm/GELU: the Nyström form becomes exact."""
@@ -104,27 +111,60 @@ class IdentityLandmarks(nn.Module):
         return q_bar
 
 
-def build_sampler(sampler: str, head_dim: int, landmarks: int, sr_ratio: int | None,
-                  grid_policy: str) -> nn.Module:
-    """Validate the sampler options and build the sampler module.
+def resolve_conv_stride(sr_ratio: int | None, grid_policy: str | None, landmarks: int,
+                        seq_len: int | None) -> tuple[int, str]:
+    """The conv sampler's (s, grid policy) from the layer options.
+
+    A given ``sr_ratio`` is used as is, with ``grid_policy`` defaulting to ``"error"``. Without one the stride
+    is chosen from the grid the layer is built for (``seq_len`` tokens laid out on their most nearly square
+    H×W, H <= W: :func:`soft.grid.square_grid`) so that m is nearest ``landmarks``
+    (:func:`soft.grid.auto_stride`), with ``grid_policy`` defaulting to ``"pad"``.
 
     Raises:
-        ValueError: unknown sampler or grid policy, ``sampler="conv"`` without a positive ``sr_ratio``, or an
-            ``sr_ratio`` given to a sampler that does not use it.
+        ValueError: a bad ``sr_ratio``/``seq_len``/``landmarks``, or neither ``sr_ratio`` nor ``seq_len``.
+    """
+    if sr_ratio is not None:
+        if isinstance(sr_ratio, bool) or not isinstance(sr_ratio, int) or sr_ratio < 1:
+            raise ValueError(f"sr_ratio must be a positive int (the paper uses 8/4/2) or None, got {sr_ratio!r}")
+        return sr_ratio, grid_policy or "error"
+    policy = grid_policy or "pad"
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise ValueError(f"sampler='conv' needs sr_ratio (a positive int, the paper's 8/4/2) or seq_len (the token "
+                         f"count the layer is built for; the stride then follows it), got sr_ratio=None, "
+                         f"seq_len={seq_len!r}")
+    if isinstance(landmarks, bool) or not isinstance(landmarks, int) or landmarks < 1:
+        raise ValueError(f"landmarks must be a positive int, got {landmarks!r}")
+    return auto_stride(square_grid(seq_len), landmarks, policy), policy
+
+
+def build_sampler(sampler: str, head_dim: int, landmarks: int, sr_ratio: int | None,
+                  grid_policy: str | None = None, seq_len: int | None = None) -> nn.Module:
+    """Validate the sampler options and build the sampler module.
+
+    Args:
+        sampler: one of :data:`SAMPLERS`.
+        head_dim: d.
+        landmarks: m for ``"pool"``; the target m for ``"conv"`` when ``sr_ratio`` is None.
+        sr_ratio: the conv stride s (``"conv"`` only); None chooses it from ``seq_len``.
+        grid_policy: ``"error"``, ``"pad"`` or None (see :func:`resolve_conv_stride`); ``"conv"`` only.
+        seq_len: the token count the layer is built for (``"conv"`` without ``sr_ratio`` only).
+
+    Raises:
+        ValueError: unknown sampler or grid policy, ``sampler="conv"`` with neither ``sr_ratio`` nor
+            ``seq_len``, or an ``sr_ratio`` given to a sampler that does not use it.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; accepted: {', '.join(SAMPLERS)}")
-    if grid_policy not in GRID_POLICIES:
+    if grid_policy is not None and grid_policy not in GRID_POLICIES:
         raise ValueError(f"unknown grid_policy {grid_policy!r}; accepted: {', '.join(GRID_POLICIES)}")
     if sampler == "conv":
-        if not isinstance(sr_ratio, int) or sr_ratio < 1:
-            raise ValueError(f"sampler='conv' needs sr_ratio, a positive int (the paper uses 8/4/2), got {sr_ratio!r}")
-        return ConvLandmarks(head_dim, sr_ratio, grid_policy)
+        s, policy = resolve_conv_stride(sr_ratio, grid_policy, landmarks, seq_len)
+        return ConvLandmarks(head_dim, s, policy)
     if sr_ratio is not None:
         raise ValueError(f"sr_ratio={sr_ratio} is only used by sampler='conv', not sampler={sampler!r}; "
                          f"leave it None (set landmarks for 'pool')")
     if sampler == "pool":
-        if not isinstance(landmarks, int) or landmarks < 1:
+        if isinstance(landmarks, bool) or not isinstance(landmarks, int) or landmarks < 1:
             raise ValueError(f"landmarks must be a positive int, got {landmarks!r}")
         return PoolLandmarks(head_dim, landmarks)
     return IdentityLandmarks()

@@ -1,4 +1,4 @@
-"""Closed-form multiply-accumulate count of one :class:`soft.SoftAttention` forward.
+"""Closed-form multiply-accumulate count of one :class:`soft.SoftAttention` forward (table in docs/methods.md).
 
 Convention: one MAC = one multiply-add. Vision papers' "FLOPs" (the SOFT paper's 1.9 G for Tiny included) and
 fvcore's ``FlopCountAnalysis`` count exactly this; ``torch.utils.flop_counter.FlopCounterMode`` counts 2 per MAC.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 
 from .grid import landmark_grid, resolve_hw, strided_grid
-from .landmarks import GRID_POLICIES, SAMPLERS
+from .landmarks import GRID_POLICIES, SAMPLERS, resolve_conv_stride
 
 __all__ = ["soft_attention_macs", "soft_attention_mac_breakdown"]
 
@@ -26,9 +26,11 @@ def soft_attention_mac_breakdown(B: int, N: int, dim: int, num_heads: int, hw: t
                                  **hparams) -> dict[str, int]:
     """Per-part MACs of one forward (same arguments as :func:`soft_attention_macs`, which is their sum).
 
-    Keys: ``projections, sampler, kernels, newton, products, local_conv``. ``newton`` includes the residual
-    matmul when ``track_residual=True``. The parts make audits possible, e.g. the SOFT README's FLOPs match an
-    fvcore count that misses ``newton`` and ``kernels`` (custom autograd Function / CUDA op in the official code).
+    Keys: ``projections, sampler, kernels, newton, products, local_conv``. ``newton`` includes SOFT-Norm's
+    start-value matmul and the residual matmul when ``track_residual=True``; with ``newton_tol`` it counts the cap
+    (``newton_iters`` steps), an upper bound: a run that converges earlier does fewer. The parts make audits
+    possible, e.g. the SOFT README's FLOPs match an fvcore count that misses ``newton`` and ``kernels`` (custom
+    autograd Function / CUDA op in the official code).
     """
     defaults = _defaults()
     unknown = set(hparams) - set(defaults)
@@ -37,30 +39,31 @@ def soft_attention_mac_breakdown(B: int, N: int, dim: int, num_heads: int, hw: t
     p = {**defaults, **hparams}
     if num_heads < 1 or dim % num_heads:
         raise ValueError(f"dim={dim} must be divisible by num_heads={num_heads}")
-    if p["sampler"] not in SAMPLERS or p["grid_policy"] not in GRID_POLICIES:
+    if p["sampler"] not in SAMPLERS or p["grid_policy"] not in (None, *GRID_POLICIES):
         raise ValueError(f"sampler must be one of {SAMPLERS} and grid_policy one of {GRID_POLICIES}")
     H, W = resolve_hw(N, hw)
     h, d, T, k = num_heads, dim // num_heads, p["newton_iters"], p["conv_kernel"]
+    variant = p["newton_variant"] or ("soft-norm" if p["symmetric_norm"] else "soft")
 
     sampler_macs = 0
     if p["sampler"] == "pool":
         gh, gw = landmark_grid(p["landmarks"], (H, W))
         m = gh * gw
     elif p["sampler"] == "conv":
-        s = p["sr_ratio"]
-        if not isinstance(s, int) or s < 1:
-            raise ValueError(f"sampler='conv' needs sr_ratio, a positive int, got {s!r}")
-        gh, gw = strided_grid((H, W), s, p["grid_policy"])
+        # a layer built for this N when no seq_len is given, as the harness builds one per N
+        s, policy = resolve_conv_stride(p["sr_ratio"], p["grid_policy"], p["landmarks"], p["seq_len"] or N)
+        gh, gw = strided_grid((H, W), s, policy)
         m = gh * gw
         sampler_macs = B * h * m * d * d * s * s
     else:  # identity
         m = N
 
+    newton = 2 * T + (variant == "soft-norm") + bool(p["track_residual"])  # in units of m³ per matrix
     return dict(
         projections=3 * B * N * dim * dim,
         sampler=sampler_macs,
         kernels=B * h * (N * m * d + m * m * d),
-        newton=B * h * 2 * T * m ** 3 + (B * h * m ** 3 if p["track_residual"] else 0),  # residual: one P·V
+        newton=B * h * newton * m ** 3,
         products=B * h * (N * m * m + m * N * d + N * m * d),
         local_conv=B * dim * N * k * k if k else 0,
     )
@@ -78,6 +81,7 @@ def soft_attention_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int,
     K1 = kernel(q̄, Q̃): q̄ Q̃ᵀ         B h · N m d
     A = kernel(Q̃, Q̃): Q̃ Q̃ᵀ          B h · m² d
     Newton: T × (V P) V               B h · 2 T m³
+    SOFT-Norm start value: P Pᵀ       B h · m³ (``newton_variant="soft-norm"``, SOFT++'s default)
     K1 · M                            B h · N m²
     K1ᵀ · V                           B h · m N d
     (K1 M) · (K1ᵀ V)                  B h · N m d
@@ -90,7 +94,9 @@ def soft_attention_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int,
         B, N, dim, num_heads: batch, tokens, embedding dim, heads.
         hw: token grid (None: square; needed for the conv sampler's m).
         **hparams: any keyword of :class:`soft.SoftAttention` (landmarks, sampler, sr_ratio, newton_iters,
-            conv_kernel, symmetric_norm, grid_policy, ...); unknown names raise.
+            conv_kernel, symmetric_norm, newton_variant, grid_policy, seq_len, ...); unknown names raise. For
+            ``sampler="conv"`` without ``sr_ratio`` the stride is the one a layer built for ``seq_len`` (default
+            N) would use.
 
     Returns:
         MACs (int). FLOPs in the 2-per-MAC convention are twice this.

@@ -1,5 +1,5 @@
 """The SOFT pyramid (arXiv 2110.11945 Table 1; reference fudan-zvg/SOFT @ d3febc3,
-``models/softmax_free_vision_transformer.py`` and ``models/softmax_free_transformer.py``).
+``models/softmax_free_vision_transformer.py`` and ``models/softmax_free_transformer.py``); docs/methods.md §pyramid.
 
 Four stages at strides 4/8/16/32. Stages 1–3 are post-norm SOFT blocks whose attention is a class passed in
 (SOFT by default: conv landmarks with s = 8/4/2, local value conv k = 9/5/3, so m = 49 at 224²), so that any
@@ -23,13 +23,15 @@ __all__ = ["SoftPyramid", "SoftBlock", "MHSABlock", "SOFT_SIZES", "SOFT_STAGE_DE
 
 # (embed_dims, num_heads, depths) of the official code, except Small: the released ``soft_small`` has depths
 # 1/3/20/4, which gives 38.9 M params, not the README's 24 M; 1/3/7/4 gives 24.2 M and the README's FLOPs, so we
-# take the README's model. README params / FLOPs at 224²: 13/24/45/64/87 M and 1.9/3.3/7.2/11.0/16.3 G.
+# take the README's model ("small") and register the code's as "small_d20". README params / FLOPs at 224²:
+# 13/24/45/64/87 M and 1.9/3.3/7.2/11.0/16.3 G.
 SOFT_SIZES: dict[str, dict[str, tuple[int, ...]]] = {
     "tiny": dict(embed_dims=(64, 128, 320, 512), num_heads=(2, 4, 10, 16), depths=(1, 2, 3, 2)),
     "small": dict(embed_dims=(64, 128, 320, 512), num_heads=(2, 4, 10, 16), depths=(1, 3, 7, 4)),
     "medium": dict(embed_dims=(64, 128, 288, 512), num_heads=(2, 4, 9, 16), depths=(1, 3, 29, 5)),
     "large": dict(embed_dims=(64, 128, 320, 512), num_heads=(2, 4, 10, 16), depths=(1, 3, 40, 5)),
     "huge": dict(embed_dims=(64, 128, 352, 512), num_heads=(2, 4, 11, 16), depths=(1, 5, 49, 5)),
+    "small_d20": dict(embed_dims=(64, 128, 320, 512), num_heads=(2, 4, 10, 16), depths=(1, 3, 20, 4)),
 }
 # per-stage SOFT hyperparameters of the official code (stages 1–3)
 SOFT_STAGE_DEFAULTS: tuple[dict, ...] = (
@@ -268,7 +270,18 @@ def soft_tiny(pretrained: bool = False, **kwargs) -> SoftPyramid:
 
 @register_model
 def soft_small(pretrained: bool = False, **kwargs) -> SoftPyramid:
+    """SOFT-Small as the official README reports it: depths 1/3/7/4, 24.2 M params, 3.3 GMACs at 224².
+
+    The official code's ``soft_small`` has depths 1/3/20/4 (38.9 M params), which matches neither the README's
+    params nor its FLOPs; that model is :func:`soft_small_d20`.
+    """
     return _create_soft("small", pretrained, **kwargs)
+
+
+@register_model
+def soft_small_d20(pretrained: bool = False, **kwargs) -> SoftPyramid:
+    """The official code's ``soft_small``: depths 1/3/20/4, 38.9 M params (not the README's 24 M model)."""
+    return _create_soft("small_d20", pretrained, **kwargs)
 
 
 @register_model

@@ -250,7 +250,7 @@ def test_every_builtin_comes_from_class_metadata() -> None:
     import soft as S
 
     assert [e.name for e in entries_of(B.SoftmaxAttention)] == ["softmax", "softmax-math", "softmax-xformers"]
-    assert [e.name for e in entries_of(S.SoftAttention)] == ["soft", "soft++"]
+    assert [e.name for e in entries_of(S.SoftAttention)] == ["soft", "soft++", "soft-pool"]
     assert get_attention("softmax-xformers").devices == ("cuda",)
     assert get_attention("linformer").needs_seq_len and get_attention("linformer").macs is B.linformer_macs
     assert dict(get_attention("soft++").defaults) == {**get_attention("soft").defaults, "symmetric_norm": True}

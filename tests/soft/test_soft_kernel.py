@@ -1,4 +1,4 @@
-"""Gaussian kernel: matmul expansion vs direct differences, range, symmetry (spec soft.md §5.1)."""
+"""Gaussian kernel: matmul expansion vs direct differences, range, symmetry."""
 from __future__ import annotations
 
 import pytest

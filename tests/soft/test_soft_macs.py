@@ -17,6 +17,9 @@ CONFIGS = {
     "conv-s4-k5": (2, 256, None, dict(sampler="conv", sr_ratio=4, conv_kernel=5)),
     "conv-pad": (1, 10 * 14, (10, 14), dict(sampler="conv", sr_ratio=4, grid_policy="pad")),
     "soft++": (2, 256, None, dict(symmetric_norm=True)),
+    "soft++-project-variant": (2, 256, None, dict(symmetric_norm=True, newton_variant="soft")),
+    "conv-auto-32x32-pad": (1, 1024, None, dict(sampler="conv", seq_len=1024, conv_kernel=9)),
+    "conv-auto-rect": (1, 32 * 64, (32, 64), dict(sampler="conv", seq_len=2048, conv_kernel=9, symmetric_norm=True)),
     "no-local-conv": (2, 256, None, dict(conv_kernel=0)),
     "T7": (1, 256, None, dict(newton_iters=7)),
     "identity": (1, 64, None, dict(sampler="identity")),
@@ -66,6 +69,19 @@ def test_track_residual_adds_one_m_cubed_matmul():
         SoftAttention(64, 2, track_residual=True)(x)
     assert counter.get_total_flops() == 2 * soft_attention_macs(1, 256, 64, 2, track_residual=True)
     assert soft_attention_macs(1, 256, 64, 2, track_residual=True) - soft_attention_macs(1, 256, 64, 2) == 2 * 49 ** 3
+
+
+def test_soft_norm_start_value_costs_one_m_cubed_matmul():
+    base = soft_attention_mac_breakdown(1, 256, 64, 2, symmetric_norm=True, newton_variant="soft")["newton"]
+    assert soft_attention_mac_breakdown(1, 256, 64, 2, symmetric_norm=True)["newton"] - base == 2 * 49 ** 3
+
+
+def test_conv_stride_defaults_to_the_layer_built_for_n():
+    # without seq_len the formula assumes a layer built for this N, as the harness builds one per N
+    for n, m, s in ((1024, 49, 5), (4096, 49, 10), (16384, 49, 19)):
+        parts = soft_attention_mac_breakdown(1, n, 192, 3, sampler="conv")
+        assert parts == soft_attention_mac_breakdown(1, n, 192, 3, sampler="conv", seq_len=n)
+        assert parts["sampler"] == 3 * m * 64 * 64 * s * s
 
 
 def test_linear_in_n_at_fixed_m():

@@ -1,4 +1,4 @@
-"""Linear cost at fixed m: no N×N tensor, peak memory ~linear in N (spec soft.md §5.6)."""
+"""Linear cost at fixed m: no N×N tensor, peak memory ~linear in N."""
 from __future__ import annotations
 
 import os

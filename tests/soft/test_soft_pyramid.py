@@ -1,4 +1,4 @@
-"""The SOFT pyramid: timm registry, swappable attention, params and FLOPs vs the README (spec soft.md §2, §5.8)."""
+"""The SOFT pyramid: timm registry, swappable attention, params and FLOPs vs the official README."""
 from __future__ import annotations
 
 import pytest
@@ -116,3 +116,10 @@ def test_soft_attn_kwargs_merge_over_stage_defaults():
 def test_bad_arguments_raise(kw, err, match):
     with pytest.raises(err, match=match):
         timm.create_model("soft_tiny", **kw)
+
+
+def test_official_code_small_is_registered_beside_the_readme_small():
+    readme, code = timm.create_model("soft_small"), timm.create_model("soft_small_d20")
+    assert [len(s) for s in readme.stages] == [1, 3, 7, 4] and [len(s) for s in code.stages] == [1, 3, 20, 4]
+    assert round(sum(p.numel() for p in readme.parameters()) / 1e6, 1) == 24.1
+    assert round(sum(p.numel() for p in code.parameters()) / 1e6, 1) == 38.9
