@@ -12,7 +12,17 @@ import time
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ExplicitSoftmax", "Failing", "Sleepy", "NaNOut", "Hungry", "WrongShape"]
+__all__ = ["process_alive", "ExplicitSoftmax", "Failing", "Sleepy", "NaNOut", "Hungry", "WrongShape"]
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, dead but not yet reaped, counts as gone); Linux ``/proc``."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 class ExplicitSoftmax(nn.Module):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from attnbench.measure.testing import process_alive
 from attnbench.results import RunLock, load_results
 
 
@@ -54,14 +55,6 @@ def _children_of(pid: int) -> set[int]:
     return out
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.parametrize("sig", [signal.SIGKILL, pytest.param(signal.SIGTERM, marks=pytest.mark.heavy)])
 def test_cells_and_scratch_die_with_the_parent(tmp_path: Path, sig: int) -> None:
     script = textwrap.dedent("""
@@ -86,7 +79,7 @@ def test_cells_and_scratch_die_with_the_parent(tmp_path: Path, sig: int) -> None
     os.kill(parent.pid, sig)
     parent.wait(timeout=30)
     deadline = time.time() + 30
-    while (any(map(_alive, [server_pid, *cells])) or os.path.exists(scratch)) and time.time() < deadline:
+    while (any(map(process_alive, [server_pid, *cells])) or os.path.exists(scratch)) and time.time() < deadline:
         time.sleep(0.2)
-    assert not _alive(server_pid) and not any(map(_alive, cells)), "a child outlived its parent"
+    assert not process_alive(server_pid) and not any(map(process_alive, cells)), "a child outlived its parent"
     assert not os.path.exists(scratch), "the scratch folder was left behind"

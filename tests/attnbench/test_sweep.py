@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from attnbench.measure.testing import process_alive
 from attnbench.results import ALL_COLUMNS, load_results
 from attnbench.sweep import SweepConfig, plan_cells, run_sweep
 
@@ -153,15 +154,7 @@ def test_ctrl_c_keeps_finished_rows(tmp_path: Path) -> None:
     assert list(df.status) == ["ok"] and df.model.iloc[0] == T + "ExplicitSoftmax"  # the finished row is kept
     assert (run / "results.parquet").exists()
     time.sleep(0.5)
-    assert not _alive(cell_pid), "the running cell outlived the interrupted sweep"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    assert not process_alive(cell_pid), "the running cell outlived the interrupted sweep"
 
 
 @pytest.mark.parametrize("model,hp", [("performer", {"nb_features": 64}), ("linformer", {"k": 64}),
