@@ -6,7 +6,7 @@ Checked against mlpen/Nystromformer (T2T-ViT "exact" init, uneven segments) and 
 
 - landmarks are means of consecutive segments of sizes ⌊N/m⌋ and ⌊N/m⌋+1 when m does not divide N (the first
   N mod m segments are the longer ones, as ``torch.tensor_split``); zero-padding at the front would make the pads
-  act as real keys (spec §8);
+  act as real keys;
 - the pseudo-inverse starts from Z₀ = Aᵀ / (‖A‖₁‖A‖_∞) taken per matrix, so a sample's output does not depend on
   the rest of the batch (mlpen#3);
 - the pseudo-inverse runs in float32 (float64 kept) with autocast off;
@@ -67,7 +67,7 @@ def iterative_pinv(A: Tensor, iters: int = 6) -> Tensor:
 
 
 def nystrom_attention(q: Tensor, k: Tensor, v: Tensor, *, num_landmarks: int, scale: float, pinv: str = "iterative",
-                      pinv_iters: int = 6) -> Tensor:
+                      pinv_iters: int = 6, return_residual: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """Ŝ V with Ŝ = softmax(Q K̃ᵀ s) · pinv(softmax(Q̃ K̃ᵀ s)) · softmax(Q̃ Kᵀ s) (no conv skip).
 
     Args:
@@ -76,9 +76,11 @@ def nystrom_attention(q: Tensor, k: Tensor, v: Tensor, *, num_landmarks: int, sc
         scale: s = d^-½.
         pinv: "iterative" (Razavi, ``pinv_iters`` iterations) or "exact" (``torch.linalg.pinv``, an SVD).
         pinv_iters: iterations of the iterative pseudo-inverse.
+        return_residual: also return the pinv residual ‖I - A Z‖_F per (sample, head), ``[B, h]`` (no grad; one
+            extra m³ matmul).
 
     Returns:
-        ``[B, h, N, d]``.
+        ``[B, h, N, d]``; or (output, residual) with ``return_residual=True``.
     """
     q = q * scale
     q_l, k_l = segment_means(q, num_landmarks), segment_means(k, num_landmarks)  # Q̃, K̃ [B, h, m, d]
@@ -89,22 +91,28 @@ def nystrom_attention(q: Tensor, k: Tensor, v: Tensor, *, num_landmarks: int, sc
     with torch.autocast(device_type=k2.device.type, enabled=False):  # the iteration is ill-conditioned in bf16
         A = k2.to(dt)
         Z = torch.linalg.pinv(A) if pinv == "exact" else iterative_pinv(A, pinv_iters)
+        if return_residual:
+            with torch.no_grad():  # convergence diagnostic (docs/methods.md): 0 when Z inverts A
+                eye = torch.eye(A.shape[-1], device=A.device, dtype=A.dtype)
+                residual = torch.linalg.matrix_norm(eye - A @ Z)  # [B, h]
     Z = Z.to(k1.dtype)
-    return (k1 @ Z) @ (k3 @ v)  # [B, h, N, d]
+    out = (k1 @ Z) @ (k3 @ v)  # [B, h, N, d]
+    return (out, residual) if return_residual else out
 
 
 def nystrom_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None, *,
                  num_landmarks: int = 64, pinv_iters: int = 6, conv_kernel: int = 33, pinv: str = "iterative",
-                 **hparams) -> int:
-    """MACs of one forward (spec §4, with n′ = N: no padding).
+                 track_residual: bool = False, **hparams) -> int:
+    """MACs of one forward (docs/methods.md, with n′ = N: no padding).
 
     Bh·[Q K̃ᵀ Nmd + Q̃ K̃ᵀ m²d + Q̃ Kᵀ mNd + (k1 Z) Nm² + (k3 V) mNd + final Nmd + 4T m³] + conv c·BhNd,
     plus the projections. ``pinv="exact"`` is an SVD, which counts no matmul MACs (T term dropped).
+    ``track_residual`` adds the residual's A Z: Bh·m³.
     """
     check_hparams("nystrom_macs", hparams, ())
     check_choice("pinv", pinv, PINVS)
     h, d, m, T = num_heads, dim // num_heads, num_landmarks, pinv_iters if pinv == "iterative" else 0
-    attn = B * h * (4 * N * m * d + m * m * d + N * m * m + 4 * T * m ** 3)
+    attn = B * h * (4 * N * m * d + m * m * d + N * m * m + (4 * T + bool(track_residual)) * m ** 3)
     return projection_macs(B, N, dim) + attn + conv_kernel * B * h * N * d
 
 
@@ -119,6 +127,8 @@ class NystromAttention(QKVAttention):
         conv_kernel: length of the depthwise (conv_kernel, 1) convolution of V along the sequence, one filter per
             head (lucidrains); odd, or 0 to turn the skip off.
         pinv: "iterative" (default) or "exact" (``torch.linalg.pinv``, for the m = N limit test).
+        track_residual: after each forward, ``self.last_residual`` holds the largest pinv residual ‖I - A Z‖_F over
+            batch and heads (a float; one extra m³ matmul and a host sync); otherwise it is None.
     """
 
     # Read by attnbench's registry (this package never imports it).
@@ -141,7 +151,7 @@ class NystromAttention(QKVAttention):
 
     def __init__(self, dim: int, num_heads: int = 8, *, qkv_bias: bool = True, attn_drop: float = 0.,
                  proj_drop: float = 0., num_landmarks: int = 64, pinv_iters: int = 6, conv_kernel: int = 33,
-                 pinv: str = "iterative", device: torch.device | str | None = None,
+                 pinv: str = "iterative", track_residual: bool = False, device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop,
                          device=device, dtype=dtype, has_attn_weights=False)
@@ -153,6 +163,7 @@ class NystromAttention(QKVAttention):
         if conv_kernel < 0 or (conv_kernel and conv_kernel % 2 == 0):
             raise ValueError(f"conv_kernel={conv_kernel} must be 0 (off) or odd (an even kernel would change N)")
         self.num_landmarks, self.pinv_iters, self.conv_kernel, self.pinv = num_landmarks, pinv_iters, conv_kernel, pinv
+        self.track_residual, self.last_residual = bool(track_residual), None
         # V viewed as an image [B, h, N, d]: one (c, 1) filter per head, sliding along the sequence.
         self.conv = nn.Conv2d(num_heads, num_heads, (conv_kernel, 1), padding=(conv_kernel // 2, 0),
                               groups=num_heads, bias=False, device=device, dtype=dtype) if conv_kernel else None
@@ -163,7 +174,9 @@ class NystromAttention(QKVAttention):
             raise ValueError(f"num_landmarks={self.num_landmarks} exceeds N={N} tokens (a segment would be empty); "
                              f"accepted: num_landmarks <= N")
         o = nystrom_attention(q, k, v, num_landmarks=self.num_landmarks, scale=self.scale, pinv=self.pinv,
-                              pinv_iters=self.pinv_iters)
+                              pinv_iters=self.pinv_iters, return_residual=self.track_residual)
+        o, residual = o if self.track_residual else (o, None)
+        self.last_residual = None if residual is None else float(residual.max())
         if self.conv is not None:
             o = o + self.conv(v)
         return o
