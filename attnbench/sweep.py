@@ -116,41 +116,50 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
         ``results.load_results(run_dir)``.
 
     Raises:
-        ValueError: bad input (one line) or a corrupt results file, before any cell runs.
-        KeyboardInterrupt: re-raised after the running cell is killed and ``results.parquet`` is rewritten.
+        ValueError: bad input (one line), a corrupt results file, or ``run_dir`` in use by another process (its
+            lock), before any cell runs.
+        KeyboardInterrupt: re-raised after the running cell is killed and ``results.parquet`` is rewritten
+            (SIGTERM raises ``runner.Terminated``, a KeyboardInterrupt, the same way).
     """
-    from attnbench.results import append_row, load_results, write_parquet
+    from attnbench.results import RunLock, load_results, write_parquet
+    from attnbench.runner import sigterm_as_interrupt
 
     device = validate(config)
     run_dir = Path(run_dir)
     prepare_dir(run_dir)
-    done_keys = set()
-    if resume:
-        latest = {key_of(r): r["status"] for r in load_results(run_dir).to_dict("records")}
-        done_keys = {k for k, status in latest.items() if not (retry_failed and status in RETRYABLE)}
-    cells = plan_cells(config, device)
-    total = len(cells)
-    _write_meta(run_dir, config, device, resume)
-    done = 0
-    try:
-        with contextlib.nullcontext(runner) if runner is not None else CellRunner(config.isolation) as cells_runner:
-            for spec in cells:
-                if spec.key() in done_keys:
-                    done += 1
-                    continue
-                row = cells_runner.run(spec, timeout=config.timeout, mem_limit_bytes=config.mem_limit)
-                row = _as_row(row)
-                append_row(run_dir, row)
-                done += 1
-                if on_cell is not None:
-                    on_cell(spec, row, done, total)
-    except KeyboardInterrupt:
-        if (run_dir / "results.csv").exists():
-            write_parquet(run_dir)
-        raise
-    df = load_results(run_dir)
-    write_parquet(run_dir, df)
+    with RunLock(run_dir), sigterm_as_interrupt():  # one writer per run dir; SIGTERM cleans up like Ctrl-C
+        done_keys = set()
+        if resume:
+            latest = {key_of(r): r["status"] for r in load_results(run_dir).to_dict("records")}
+            done_keys = {k for k, status in latest.items() if not (retry_failed and status in RETRYABLE)}
+        cells = plan_cells(config, device)
+        _write_meta(run_dir, config, device, resume)
+        try:
+            _run_cells(config, cells, done_keys, run_dir, on_cell, runner)
+        except KeyboardInterrupt:
+            if (run_dir / "results.csv").exists():
+                write_parquet(run_dir)
+            raise
+        df = load_results(run_dir)
+        write_parquet(run_dir, df)
     return df
+
+
+def _run_cells(config: SweepConfig, cells: list[CellSpec], done_keys: set, run_dir: Path, on_cell: OnCell | None,
+               runner: CellRunner | None) -> None:
+    from attnbench.results import append_row
+
+    done, total = 0, len(cells)
+    with contextlib.nullcontext(runner) if runner is not None else CellRunner(config.isolation) as cells_runner:
+        for spec in cells:
+            if spec.key() in done_keys:
+                done += 1
+                continue
+            row = _as_row(cells_runner.run(spec, timeout=config.timeout, mem_limit_bytes=config.mem_limit))
+            append_row(run_dir, row)
+            done += 1
+            if on_cell is not None:
+                on_cell(spec, row, done, total)
 
 
 def _as_row(row: dict[str, Any]) -> dict[str, Any]:

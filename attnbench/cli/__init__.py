@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -64,6 +65,7 @@ class AttnbenchGroup(click.Group):
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
+        warnings.showwarning = _one_line_warning
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except click.UsageError as e:
@@ -80,6 +82,11 @@ class AttnbenchGroup(click.Group):
             msg = str(e).splitlines()[0] if str(e) else ""
             abort(f"internal error: {type(e).__name__}: {msg} (set ATTNBENCH_DEBUG=1 for the traceback)", 1)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """Warnings reach a CLI user as one line each (``warnings`` already shows a given one once per place)."""
+    click.echo(f"warning: {str(message).splitlines()[0] if str(message) else category.__name__}", err=True)
 
 
 def _module_exists(name: str) -> bool:

@@ -1,6 +1,8 @@
 """``attnbench run``: the efficiency sweep across sequence lengths."""
 from __future__ import annotations
 
+import contextlib
+
 import re
 import sys
 import time
@@ -162,10 +164,19 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
     t0 = time.perf_counter()
     try:
         _sweep_with_progress(run_sweep, config, run_dir, resume, retry_failed)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        from attnbench.runner import Terminated
+
+        code, what = (143, "terminated (SIGTERM)") if isinstance(e, Terminated) else (130, "interrupted")
         kept = _finalize(run_dir, plots=False, quiet=True)
-        abort(f"interrupted: {kept} finished rows kept in {run_dir}; finish with "
-              f"'attnbench run --resume --name {run_dir.name} --out {out}' and the same options", 130)
+        if not kept:  # leave no folder that only --resume would accept, and --resume has nothing to finish
+            for leftover in ("meta.json", ".lock"):
+                (run_dir / leftover).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+            abort(f"{what} before the first cell finished: nothing was kept; run the same command again", code)
+        abort(f"{what}: {kept} finished rows kept in {run_dir}; finish with "
+              f"'attnbench run --resume --name {run_dir.name} --out {out}' and the same options", code)
     _finalize(run_dir, plots=not no_plots, quiet=False, elapsed=time.perf_counter() - t0)
 
 

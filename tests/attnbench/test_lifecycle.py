@@ -83,3 +83,32 @@ def test_cells_and_scratch_die_with_the_parent(tmp_path: Path, sig: int) -> None
         time.sleep(0.2)
     assert not process_alive(server_pid) and not any(map(process_alive, cells)), "a child outlived its parent"
     assert not os.path.exists(scratch), "the scratch folder was left behind"
+
+
+def test_sigterm_of_run_keeps_rows_kills_the_cell_and_exits_143(tmp_path: Path) -> None:
+    """SLURM sends SIGTERM at its time limit: the same clean-up as Ctrl-C, exit 128 + 15."""
+    T = "attnbench.measure.testing:"
+    pidfile, scratch = tmp_path / "cell.pid", tmp_path / "tmp"
+    scratch.mkdir()
+    cmd = [sys.executable, "-m", "attnbench", "run", "-m", f"{T}ExplicitSoftmax,{T}Sleepy", "--seq", "16",
+           "--mode", "infer", "--device", "cpu", "--min-time", "0.01", "--out", str(tmp_path), "--name", "r",
+           "-p", f"{T}Sleepy.pidfile={str(pidfile)!r}", "--no-plots"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "TMPDIR": str(scratch)})
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (pidfile.exists() and pidfile.read_text()):
+            time.sleep(0.2)
+        assert pidfile.exists(), "the Sleepy cell never started"
+        cell_pid = int(pidfile.read_text())
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, err[-2000:]
+    assert "terminated (SIGTERM): 1 finished rows kept" in err
+    assert list(load_results(tmp_path / "r").status) == ["ok"]
+    time.sleep(0.5)
+    assert not process_alive(cell_pid), "the running cell outlived the terminated sweep"
+    assert not list(scratch.glob("attnbench-cells-*")), "the cell server's scratch folder was left behind"
