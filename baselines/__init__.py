@@ -2,7 +2,7 @@
 
 Every class is ``Cls(dim, num_heads=8, *, qkv_bias=True, attn_drop=0., proj_drop=0., **hparams)`` with
 ``forward(x[B, N, C], hw=None) -> [B, N, C]``, and every ``*_macs(B, N, dim, num_heads, hw=None, **hparams)`` is
-the closed-form multiply-accumulate count of one forward of the whole module (specs/baselines.md §1–5).
+the closed-form multiply-accumulate count of one forward of the whole module (docs/methods.md).
 The explicit (materialised) and xformers softmax are ``SoftmaxAttention(impl="explicit" | "xformers")``.
 Float64 reference forms live in :mod:`baselines.naive`.
 

@@ -53,7 +53,7 @@ def linformer_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int]
                    k: int = 256, **hparams) -> int:
     """MACs of one forward: projections + E K and F V 2BhNkd + Q(EK)ᵀ and P(FV) 2BhNkd = 4BND² + 4BNkD.
 
-    The sequence projection acts on the per-head keys after W_K, as the code does (spec §3, fairseq#2923).
+    The sequence projection acts on the per-head keys after W_K, as the code does (docs/methods.md; fairseq#2923).
     """
     check_hparams("linformer_macs", hparams, ("seq_len", "sharing", "shared_proj"))
     return projection_macs(B, N, dim) + 4 * B * N * k * dim

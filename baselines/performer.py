@@ -6,7 +6,7 @@ eps after the exp) and lucidrains ``performer-pytorch`` (d^-¼ pre-scaling, redr
 denominator Q′·ΣK′). Differences, on purpose:
 
 - the key stabiliser is one max per (batch, head), over features and sequence, the query stabiliser one max per
-  row; both cancel in the ratio (spec §8.1: a per-key max does not cancel);
+  row; both cancel in the ratio (a per-key max does not: docs/methods.md, Performer);
 - the stabilisers are detached: they cancel, so their gradient is zero up to the eps bias;
 - the features are computed in float32 (float64 stays float64) with autocast off: exp overflows in fp16
   (xformers #96);
@@ -110,7 +110,7 @@ def performer_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int]
                    nb_features: int = 256, **hparams) -> int:
     """MACs of one forward: projections + feature maps 2BhNmd + K′ᵀV BhNmd + Q′(·) BhNmd + denominator BhNm.
 
-    = 4BND² + 4BNmD + BhNm (lucidrains' count, spec §2).
+    = 4BND² + 4BNmD + BhNm (lucidrains' count; docs/methods.md, Performer).
     """
     check_hparams("performer_macs", hparams, ("redraw_interval", "seed", "eps", "ortho_scaling", "orthogonal"))
     m = nb_features

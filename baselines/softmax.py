@@ -1,7 +1,7 @@
 """Exact softmax attention, O = softmax(Q Kᵀ / √d) V (Vaswani et al., arXiv 1706.03762, eq. 1), three ways.
 
 - ``impl="sdpa"``: ``F.scaled_dot_product_attention`` with the kernel chosen by ``backend`` (auto, math, flash,
-  efficient, cudnn) through ``torch.nn.attention.sdpa_kernel``. On CPU only math and flash run (spec §10); the
+  efficient, cudnn) through ``torch.nn.attention.sdpa_kernel``. On CPU only math and flash run (docs/methods.md); the
   CPU flash kernel keeps memory O(N).
 - ``impl="explicit"``: the materialised ``q @ kᵀ -> softmax -> @ v``, the N² memory naive code pays
   (registry name ``softmax-math``).

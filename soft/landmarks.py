@@ -6,7 +6,7 @@
   grid so that m stays near a target (``sr_ratio=None``; see :func:`soft.grid.auto_stride`), which keeps the layer
   linear in N as the first official release did with m = 49.
 * ``"pool"``: parameter-free adaptive average pooling to a *fixed* grid of m cells (49 -> 7×7), then the same
-  LayerNorm + GELU; not in any official release (the registry's ``soft-pool``).
+  LayerNorm + GELU; not in any official release.
 * ``"identity"``: every token is a landmark (m = N), no LayerNorm/GELU; the Nyström form is then exact, which
   the tests use.
 

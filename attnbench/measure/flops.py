@@ -20,7 +20,7 @@ mis-counts broadcast ``matmul`` (``[m, m] @ [B, h, m, d]`` loses the ``B·h``). 
   is recorded as a subgraph, which is counted with the same handles.
 
 Only the forward pass is counted, at the batch given, under ``no_grad``. A training step costs about 3× the forward
-MACs (backward = 2× forward when both operands of every matmul need gradients, ``specs/baselines.md`` §0); rows
+MACs (backward = 2× forward when both operands of every matmul need gradients: docs/methods.md); rows
 report the forward count for both modes and do not multiply.
 """
 from __future__ import annotations

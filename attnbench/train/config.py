@@ -21,7 +21,7 @@ AMPS: tuple[Amp, ...] = get_args(Amp)
 PROGRESS: tuple[Progress, ...] = get_args(Progress)
 DEVICES = ("auto", *DEVICE_KINDS)  # no index: under torchrun each process takes cuda:LOCAL_RANK
 
-# The DeiT recipe as the SOFT paper ran it (specs/soft.md section 3; timm 0.3.2): 300 epochs + 10 cool-down,
+# The DeiT recipe as the SOFT paper ran it (docs/methods.md, The SOFT pyramid; timm 0.3.2): 300 epochs + 10 cool-down,
 # 128 images per GPU, lr 1e-3 x global batch / 1024, AdamW wd 0.05, clip 1.0, warm-up 10 epochs from 1e-6,
 # min lr 5e-5, RandAugment m9-mstd0.5, Mixup 0.8, CutMix 1.0, smoothing 0.1, random erasing 0.25, colour jitter
 # 0.4, drop-path 0.1, EMA 0.99996.

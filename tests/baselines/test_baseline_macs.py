@@ -1,4 +1,4 @@
-"""Each closed-form MAC count equals what real counters measure on the module (spec §0, §9).
+"""Each closed-form MAC count equals what real counters measure on the module (docs/methods.md, Counting conventions).
 
 Two counters: ``torch.utils.flop_counter.FlopCounterMode`` (reports 2 x MACs; it has no formula for the CPU flash
 SDPA kernel, so SDPA is counted under the MATH backend) and fvcore's ``FlopCountAnalysis`` (MACs; traces with
@@ -84,7 +84,7 @@ def test_formula_equals_fvcore_matmul_ops(case):
     ("linear", B.linear_macs, {}, {197: 19.5e6, 785: 77.8e6, 3137: 311e6}),
 ], ids=["softmax", "performer", "linformer", "linear"])
 def test_spec_table_at_vit_scale(name, macs, hp, attention_macs):
-    """Spec §6 (h=12, d=64, D=768, per image per layer), attention part = formula minus the projections."""
+    """docs/methods.md, Cost at ViT scale (h=12, d=64, D=768): attention part = formula minus the projections."""
     for n, table in attention_macs.items():
         attention = macs(1, n, 768, 12, **hp) - projection_macs(1, n, 768)
         assert abs(attention - table) <= 1e-3 * table, (name, n, attention, table)  # the table shows 3-4 digits

@@ -1,4 +1,4 @@
-"""elu+1 linear attention and cosFormer: the right-product form equals the quadratic form (spec §9)."""
+"""elu+1 linear attention and cosFormer: the right-product form equals the quadratic form."""
 from __future__ import annotations
 
 import pytest

@@ -26,14 +26,14 @@ def _limit_module(P: torch.Tensor, sharing: str = "headwise") -> B.LinformerAtte
 
 @pytest.mark.parametrize("sharing", ["headwise", "kv"])
 def test_identity_projections_equal_softmax(sharing):
-    """Spec §9: E = F = I_N with k = N reproduces softmax (measured 0.0)."""
+    """E = F = I_N with k = N reproduces softmax (measured 0.0)."""
     m = _limit_module(torch.eye(N, dtype=torch.float64), sharing)
     x = torch.randn(2, N, DIM, dtype=torch.float64)
     assert_close("Linformer E=F=I vs softmax", m(x), reference(m, x), 1e-13)
 
 
 def test_shared_permutation_equals_softmax():
-    """Any permutation applied to both K and V only reorders the keys: softmax is unchanged (spec §9, 2e-16)."""
+    """Any permutation applied to both K and V only reorders the keys: softmax is unchanged (2e-16)."""
     m = _limit_module(torch.eye(N, dtype=torch.float64)[torch.randperm(N)])
     x = torch.randn(2, N, DIM, dtype=torch.float64)
     assert_close("Linformer E=F=permutation vs softmax", m(x), reference(m, x), 1e-13)
@@ -47,7 +47,7 @@ def test_core_matches_float64_reference():
 
 
 def test_zero_padding_equals_sliced_projection():
-    """Spec §9: keys/values zero-padded to N give the result of E, F restricted to the first n' columns."""
+    """Keys/values zero-padded to N give the result of E, F restricted to the first n' columns."""
     n_short = 20
     q, k, v = torch.randn(3, 1, HEADS, n_short, 16, dtype=torch.float64).unbind(0)
     E, F = torch.randn(2, 8, N, dtype=torch.float64).unbind(0)

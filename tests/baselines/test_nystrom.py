@@ -20,7 +20,7 @@ def _limit_module(**kw) -> B.NystromAttention:
 @pytest.mark.parametrize("kw", [{"pinv": "exact"}, {"pinv_iters": 30}, {"pinv_iters": 50}],
                          ids=["exact-pinv", "30-iterations", "50-iterations"])
 def test_m_equal_n_equals_softmax(kw):
-    """Spec §9: with one token per segment, k1 = k2 = k3 = A and A A⁺ A = A: exact with an exact pinv,
+    """With one token per segment, k1 = k2 = k3 = A and A A⁺ A = A: exact with an exact pinv,
     ~1e-12 with enough iterations (conv skip off)."""
     m = _limit_module(**kw)
     x = torch.randn(2, N, DIM, dtype=torch.float64)
@@ -28,7 +28,7 @@ def test_m_equal_n_equals_softmax(kw):
 
 
 def test_six_iterations_are_not_enough_at_m_equal_n():
-    """The paper's 6 iterations leave a visible error in the limit (spec §9: 4–9e-2); more iterations remove it."""
+    """The paper's 6 iterations leave a visible error in the limit (4–9e-2, docs/methods.md); more fix it."""
     x = torch.randn(2, N, DIM, dtype=torch.float64)
     err6 = (_limit_module(pinv_iters=6)(x) - reference(_limit_module(), x)).norm()
     err30 = (_limit_module(pinv_iters=30)(x) - reference(_limit_module(), x)).norm()

@@ -21,18 +21,18 @@ def _projection(m, d=64, seed=1, **kw):
 
 
 def test_error_against_softmax_falls_as_features_grow():
-    """Spec §9: fixed seeds, eps=0, float64, small norms: error ~ 1/√m; assert err(4096) < 0.4·err(256).
-    Spec §8.3 measured 0.051 at m=256 and 0.014 at m=4096 (median, n=256, d=64, scale 0.25)."""
+    """Fixed seeds, eps=0, float64, small norms: error ~ 1/√m; assert err(4096) < 0.4·err(256).
+    docs/methods.md (Performer): 0.051 at m=256 and 0.014 at m=4096 (median, n=256, d=64, scale 0.25)."""
     q, k, v = _qkv()
     exact = naive.naive_softmax_attention(q, k, v)
     err = {m: rel_err(favor_attention(q, k, v, _projection(m), eps=0.), exact) for m in (16, 256, 4096)}
     assert err[256] < 0.5 * err[16]
     assert err[4096] < 0.4 * err[256]
-    assert 0.02 < err[256] < 0.1, err  # the magnitude spec §8.3 reports
+    assert 0.02 < err[256] < 0.1, err  # the magnitude docs/methods.md reports
 
 
 def test_orthogonal_features_no_worse_than_iid_at_small_norms():
-    """Spec §9: ORF <= iid holds at scale 0.25 (averaged over seeds; it is not reliable at 0.5)."""
+    """ORF <= iid holds at scale 0.25 (averaged over seeds; it is not reliable at 0.5)."""
     q, k, v = _qkv()
     exact = naive.naive_softmax_attention(q, k, v)
     orf = sum(rel_err(favor_attention(q, k, v, _projection(64, seed=s), eps=0.), exact) for s in range(4))
@@ -52,7 +52,7 @@ def test_stabilisers_cancel(scale):
 
 
 def test_key_stabiliser_is_one_constant_per_batch_and_head():
-    """φ(K) with the stabiliser is the unstabilised φ(K) times one constant per (batch, head) (spec §8.2)."""
+    """φ(K) with the stabiliser is the unstabilised φ(K) times one constant per (batch, head) (docs/methods.md)."""
     _, k, _ = _qkv(n=64, d=16, scale=1.0)
     W = _projection(32, d=16)
     phi = softmax_kernel(k, W, is_query=False, eps=0.)

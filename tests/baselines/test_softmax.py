@@ -1,4 +1,4 @@
-"""Exact softmax: every implementation and SDPA backend against the float64 reference (spec §9, §10)."""
+"""Exact softmax: every implementation and SDPA backend against the float64 reference (docs/methods.md, Softmax)."""
 from __future__ import annotations
 
 import pytest
@@ -11,7 +11,7 @@ from baselines import naive
 from baselines.softmax import BackendUnavailableError, SDPA_BACKENDS, explicit_softmax_attention, sdpa_attention
 
 N = 64
-# Relative-error tolerances against float64 (spec §9 observed fp32 ~4e-7, bf16 ~4e-3, fp16 ~4e-4 on CPU).
+# Relative-error tolerances against float64 (docs/methods.md: observed fp32 ~4e-7, bf16 ~4e-3, fp16 ~4e-4 on CPU).
 TOL = {torch.float32: 2e-6, torch.bfloat16: 1.5e-2, torch.float16: 2e-3}
 
 
@@ -84,7 +84,7 @@ def test_last_backend_is_the_kernel_that_ran(backend, mode):
     if backend != "auto":
         assert m.last_backend == backend
     if mode == "train-dropout":
-        assert m.last_backend == "math"  # CPU SDPA falls back to MATH with dropout (spec §8)
+        assert m.last_backend == "math"  # CPU SDPA falls back to MATH with dropout (docs/methods.md)
 
 
 def test_explicit_reports_explicit_and_materialises_scores():
