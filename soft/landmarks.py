@@ -2,9 +2,9 @@
 
 * ``"conv"``: the paper's sampler (every official release): per head, a Conv2d(d, d, kernel = stride = s, no bias)
   whose weights are shared by all heads, then LayerNorm(d) and exact GELU; m = (H/s)(W/s). s is either given
-  (``sr_ratio``; the pyramid's 8/4/2, so m grows with resolution as in the current official code) or chosen per
-  grid so that m stays near a target (``sr_ratio=None``; see :func:`soft.grid.auto_stride`), which keeps the layer
-  linear in N as the first official release did with m = 49.
+  (``sr_ratio``: the pyramid's 8/4/2, so m grows with resolution as in the current official code) or chosen for the
+  token count the layer is built for so that m is nearest a target (``seq_len``; :func:`soft.grid.auto_stride`),
+  which keeps the layer linear in N as the first official release did with m = 49.
 * ``"pool"``: parameter-free adaptive average pooling to a *fixed* grid of m cells (49 -> 7×7), then the same
   LayerNorm + GELU; not in any official release.
 * ``"identity"``: every token is a landmark (m = N), no LayerNorm/GELU; the Nyström form is then exact, which

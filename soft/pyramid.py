@@ -1,5 +1,6 @@
 """The SOFT pyramid (arXiv 2110.11945 Table 1; reference fudan-zvg/SOFT @ d3febc3,
-``models/softmax_free_vision_transformer.py`` and ``models/softmax_free_transformer.py``); docs/methods.md, The SOFT pyramid.
+``models/softmax_free_vision_transformer.py`` and ``models/softmax_free_transformer.py``; docs/methods.md,
+"The SOFT pyramid").
 
 Four stages at strides 4/8/16/32. Stages 1–3 are post-norm SOFT blocks whose attention is a class passed in
 (SOFT by default: conv landmarks with s = 8/4/2, local value conv k = 9/5/3, so m = 49 at 224²), so that any
