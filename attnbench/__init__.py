@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it (imported on first use)
 _LAZY = {
     "run_sweep": "attnbench.sweep",
-    "SweepConfig": "attnbench.sweep",
+    "SweepConfig": "attnbench.config",
     "load_results": "attnbench.results",
     "list_attentions": "attnbench.registry",
     "register_attention": "attnbench.registry",

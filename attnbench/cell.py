@@ -156,12 +156,14 @@ def classify_exception(e: BaseException) -> tuple[str, str]:
 def _check_device(spec: CellSpec, entry: Any) -> None:
     import torch
 
-    from attnbench.measure.step import DTYPES, MODES, autocast_unsupported
+    from attnbench.config import DTYPES, MODES, ConfigError, check_choice
+    from attnbench.measure.step import autocast_unsupported
 
-    if spec.dtype not in DTYPES:
-        raise SkipCell(f"dtype {spec.dtype!r} is not supported; accepted: {', '.join(DTYPES)}")
-    if spec.mode not in MODES:
-        raise SkipCell(f"mode {spec.mode!r} is not supported; accepted: {', '.join(MODES)}")
+    try:
+        check_choice("dtype", spec.dtype, DTYPES)
+        check_choice("mode", spec.mode, MODES)
+    except ConfigError as e:
+        raise SkipCell(str(e)) from None
     dev = torch.device(spec.device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():

@@ -306,13 +306,12 @@ def resolve_hparams(pairs: list[str] | tuple[str, ...]) -> dict[str, dict[str, A
         model, dot, key = lhs.strip().rpartition(".")
         if not eq or not dot or not model or not key:
             raise ValueError(f"bad --hparam {pair!r}; expected model.key=value, e.g. soft.landmarks=64")
-        entry = get_attention(model)
-        params = inspect.signature(entry.cls.__init__).parameters
-        accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        if key not in params and not accepts_any:
-            valid = [p for p in params if p not in ("self", "dim", "num_heads")]
-            raise ValueError(f"bad --hparam {pair!r}: {model} has no hyper-parameter {key!r}; "
-                             f"accepted: {', '.join(valid)}")
+        from attnbench.config import ConfigError, check_hparam_keys
+
+        try:
+            check_hparam_keys(model, get_attention(model).cls, [key])
+        except ConfigError as e:
+            raise ValueError(f"bad --hparam {pair!r}: {e}") from None
         try:
             value = ast.literal_eval(rhs.strip())
         except (ValueError, SyntaxError):
