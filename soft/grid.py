@@ -76,9 +76,10 @@ def strided_grid(hw: tuple[int, int], s: int, policy: str) -> tuple[int, int]:
     h, w = hw
     if policy == "error":
         if h % s or w % s:
-            raise ValueError(f"token grid {h}x{w} is not divisible by sr_ratio={s}; use a grid whose sides are "
-                             f"multiples of {s} (image side a multiple of 32 in the SOFT pyramid) or "
-                             f"grid_policy='pad' (replicate-pad bottom/right up to a multiple of {s})")
+            tiling = [t for t in range(1, math.gcd(h, w) + 1) if h % t == 0 and w % t == 0]
+            raise ValueError(f"token grid {h}x{w} is not divisible by sr_ratio={s}; accepted: sr_ratio in "
+                             f"{{{', '.join(map(str, tiling))}}} (tiles {h}x{w}), sr_ratio=None (chosen for the "
+                             f"grid), or grid_policy='pad' (replicate-pad bottom/right up to a multiple of {s})")
         return h // s, w // s
     return -(-h // s), -(-w // s)
 

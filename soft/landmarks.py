@@ -151,7 +151,8 @@ def build_sampler(sampler: str, head_dim: int, landmarks: int, sr_ratio: int | N
 
     Raises:
         ValueError: unknown sampler or grid policy, ``sampler="conv"`` with neither ``sr_ratio`` nor
-            ``seq_len``, or an ``sr_ratio`` given to a sampler that does not use it.
+            ``seq_len``, a given ``sr_ratio`` that does not tile the grid of ``seq_len`` under ``grid_policy``
+            ``"error"``, or an ``sr_ratio`` given to a sampler that does not use it.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; accepted: {', '.join(SAMPLERS)}")
@@ -159,6 +160,8 @@ def build_sampler(sampler: str, head_dim: int, landmarks: int, sr_ratio: int | N
         raise ValueError(f"unknown grid_policy {grid_policy!r}; accepted: {', '.join(GRID_POLICIES)}")
     if sampler == "conv":
         s, policy = resolve_conv_stride(sr_ratio, grid_policy, landmarks, seq_len)
+        if sr_ratio is not None and seq_len is not None:
+            strided_grid(square_grid(seq_len), s, policy)  # a given stride must fit the grid it is built for
         return ConvLandmarks(head_dim, s, policy)
     if sr_ratio is not None:
         raise ValueError(f"sr_ratio={sr_ratio} is only used by sampler='conv', not sampler={sampler!r}; "

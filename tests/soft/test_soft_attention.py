@@ -196,8 +196,9 @@ def test_rectangular_grid_is_accepted():
     (dict(newton_variant="exact"), "accepted: soft, soft-norm"),
     (dict(newton_tol=-1e-3), "newton_tol must be a positive finite number"),
     (dict(newton_tol=float("nan")), "newton_tol must be a positive finite number"),
+    (dict(sampler="conv", sr_ratio=5, seq_len=1024), "accepted: sr_ratio in {1, 2, 4, 8, 16, 32}"),
 ], ids=["heads", "sampler", "conv-no-s", "s-with-pool", "even-k", "iters", "ridge", "m0", "policy", "seq-len-0",
-        "s0", "variant", "tol-neg", "tol-nan"])
+        "s0", "variant", "tol-neg", "tol-nan", "s-does-not-tile-seq-len"])
 def test_invalid_options_raise_value_error(kw, match):
     with pytest.raises(ValueError, match=match):
         SoftAttention(64, **{"num_heads": 2, **kw})
