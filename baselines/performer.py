@@ -62,12 +62,37 @@ def gaussian_orthogonal_random_matrix(m: int, d: int, *, scaling: int = 0, ortho
     return w * norms
 
 
+# Rows of q / k handled at once: a chunk's [B, h, rows, m] features (about 4 MB in float32) stay in cache and are
+# reused from the heap. Whole [B, h, N, m] temporaries cost more in page faults than in arithmetic at large N (a
+# fresh 48 MB buffer costs ~30 ms to fault in on a CPU), and the generic backward would keep four of them alive.
+_CHUNK_ELEMS = 1 << 20
+
+
+def _row_chunks(n: int, per_row: int) -> list[tuple[int, int]]:
+    rows = max(1, _CHUNK_ELEMS // max(per_row, 1))
+    return [(a, min(a + rows, n)) for a in range(0, n, rows)]
+
+
+def _exp_features(x: Tensor, w_scaled_t: Tensor, half_s2: float, c: Tensor | None) -> tuple[Tensor, Tensor]:
+    """E = exp(W x̂ − ‖x̂‖²/2 − c) for the rows x ``[B, h, n, d]``, in place in the one buffer the matmul makes.
+
+    ``w_scaled_t`` is (W·d^-¼)ᵀ ``[d, m]`` (the x̂ = x·d^-¼ pre-scaling folded into W), ``half_s2`` = d^-½ / 2. ``c``
+    None takes the per-row max of W x̂ (queries); a given ``c`` ``[B, h, 1, 1]`` is used as is (keys). Returns
+    (E ``[B, h, n, m]``, c).
+    """
+    z = x @ w_scaled_t  # W x̂
+    if c is None:
+        c = z.amax(dim=-1, keepdim=True)
+    shift = (x * x).sum(dim=-1, keepdim=True).mul_(half_s2).add_(c)  # ‖x̂‖²/2 + c, [B, h, n, 1]
+    return z.sub_(shift).exp_(), c
+
+
 def softmax_kernel(x: Tensor, projection: Tensor, *, is_query: bool, eps: float = 1e-6) -> Tensor:
     """Positive random features φ(x) = m^-½ (exp(W x̂ − ‖x̂‖²/2 − c) + eps), x̂ = x·d^-¼ (paper Lemma 1).
 
     The stabiliser c is the max of W x̂ over features per row for queries and over features *and* sequence per
     (batch, head) for keys: a per-row factor for queries and a per-(batch, head) factor for keys both cancel in
-    D⁻¹ Q′(K′ᵀ V) (eps aside).
+    D⁻¹ Q′(K′ᵀ V) (eps aside). :func:`favor_attention` never forms φ whole; this is the explicit form.
 
     Args:
         x: ``[B, h, N, d]`` queries or keys.
@@ -79,16 +104,114 @@ def softmax_kernel(x: Tensor, projection: Tensor, *, is_query: bool, eps: float 
         ``[B, h, N, m]``.
     """
     d, m = int(x.shape[-1]), int(projection.shape[0])  # int(): plain numbers under jit.trace too
-    x = x * d ** -0.25  # fold 1/√d into q and k
-    wx = x @ projection.t()  # [B, h, N, m]
-    half_norm = (x * x).sum(dim=-1, keepdim=True) / 2  # ‖x̂‖²/2, [B, h, N, 1]
-    dims = (-1,) if is_query else (-2, -1)
-    c = wx.detach().amax(dim=dims, keepdim=True)
-    return m ** -0.5 * (torch.exp(wx - half_norm - c) + eps)
+    w_t = (projection * d ** -0.25).t()
+    c = None if is_query else (x @ w_t).amax(dim=(-2, -1), keepdim=True)
+    e, _ = _exp_features(x, w_t, d ** -0.5 / 2, c)
+    return e.add_(eps).mul_(m ** -0.5)
+
+
+def _favor_forward(q: Tensor, k: Tensor, v: Tensor, w_t: Tensor, eps: float
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """D⁻¹ Q′(K′ᵀ V) chunk by chunk; returns (out, den, [K′ᵀV | K′ᵀ1] ``[B, h, m, d+1]``, key stabiliser c_k).
+
+    With E = exp(·) and φ = m^-½ (E + eps): the m^-½ cancels between numerator and denominator, and the eps term
+    enters as rank-one corrections, (E + eps·1 1ᵀ) A = E A + eps·1 (1ᵀ A), so that E + eps is never formed.
+    The key stabiliser (one max per (batch, head) over the whole sequence) is kept online: each chunk's sums are
+    rescaled by exp(c_old − c_new) when a later chunk raises the max. ``out`` is a ``[B, h, N, d]`` view of a
+    ``[B, N, h, d]`` buffer, so that merging the heads afterwards is free.
+    """
+    B, h, N, d = (int(s) for s in q.shape)
+    half_s2 = d ** -0.5 / 2
+    kv = ksum = c_k = None
+    for a, b in _row_chunks(N, B * h * int(w_t.shape[1])):
+        z = k[..., a:b, :] @ w_t
+        c_new = z.amax(dim=(-2, -1), keepdim=True)
+        if c_k is not None:
+            c_new = torch.maximum(c_k, c_new)
+            rescale = (c_k - c_new).exp_()  # [B, h, 1, 1]: earlier chunks' features to the new max
+            kv.mul_(rescale)
+            ksum.mul_(rescale.squeeze(-1))
+        c_k = c_new
+        shift = (k[..., a:b, :] * k[..., a:b, :]).sum(dim=-1, keepdim=True).mul_(half_s2).add_(c_k)
+        e = z.sub_(shift).exp_()  # E_K rows a:b, [B, h, n, m]
+        part, part_sum = e.transpose(-2, -1) @ v[..., a:b, :], e.sum(dim=-2)
+        kv, ksum = (part, part_sum) if kv is None else (kv.add_(part), ksum.add_(part_sum))
+    if eps:
+        kv.add_(v.sum(dim=-2, keepdim=True), alpha=eps)  # Σ_n (E_n + eps) v_n
+        ksum.add_(eps * N)
+    kv_aug = torch.cat([kv, ksum.unsqueeze(-1)], dim=-1)  # [K′ᵀV | K′ᵀ1] / m^-½, [B, h, m, d+1]
+    q_corr = kv_aug.sum(dim=-2, keepdim=True).mul_(eps) if eps else None  # eps·1ᵀ kv_aug, [B, h, 1, d+1]
+    out = q.new_empty(B, N, h, d).transpose(1, 2)
+    den = q.new_empty(B, h, N, 1)
+    for a, b in _row_chunks(N, B * h * int(w_t.shape[1])):
+        e, _ = _exp_features(q[..., a:b, :], w_t, half_s2, None)
+        o = e @ kv_aug  # [Q′K′ᵀV | Q′K′ᵀ1] rows a:b
+        if q_corr is not None:
+            o.add_(q_corr)
+        den[..., a:b, :] = o[..., d:]
+        out[..., a:b, :] = o[..., :d] / o[..., d:]  # not div(out=): a traced forward may carry gradients
+    return out, den, kv_aug, c_k
+
+
+class _Favor(torch.autograd.Function):
+    """FAVOR+ with a backward that recomputes the features chunk by chunk instead of storing them.
+
+    The generic backward keeps every [B, h, N, m] temporary of the forward (four of them); this one stores only
+    ``[B, h, N, d]`` tensors and recomputes E_Q and E_K per chunk, in cache (2 N m d more MACs, no big buffers).
+    The projection is a fixed random draw and gets no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, w_t: Tensor, eps: float) -> Tensor:
+        out, den, kv_aug, c_k = _favor_forward(q, k, v, w_t, eps)
+        ctx.save_for_backward(q, k, v, w_t, out, den, kv_aug, c_k)
+        ctx.eps = eps
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None]:
+        q, k, v, w_t, out, den, kv_aug, c_k = ctx.saved_tensors
+        eps = ctx.eps
+        B, h, N, d = (int(s) for s in q.shape)
+        half_s2 = d ** -0.5 / 2
+        chunks = _row_chunks(N, B * h * int(w_t.shape[1]))
+        w_aug = torch.cat([w_t.t(), torch.ones_like(w_t[:1].t())], dim=1)  # [W·d^-¼ | 1], [m, d+1]
+        grads = q.new_empty(3, B, N, h, d)  # dq, dk, dv in the layout the head split's backward stacks them
+        dq, dk, dv = (t.transpose(1, 2) for t in grads.unbind(0))
+        dkv_aug = torch.zeros_like(kv_aug)
+        do_sum = q.new_zeros(B, h, 1, d + 1)
+        for a, b in chunks:  # queries: o = E_Q kv_aug (+ eps 1 1ᵀ kv_aug), out = o[:d] / o[d]
+            do = torch.empty_like(kv_aug[..., :1, :].expand(B, h, b - a, d + 1))
+            torch.div(g[..., a:b, :], den[..., a:b, :], out=do[..., :d])  # ∂/∂num = g / den
+            torch.sum(do[..., :d] * out[..., a:b, :], dim=-1, keepdim=True, out=do[..., d:]).neg_()  # ∂/∂den
+            e, _ = _exp_features(q[..., a:b, :], w_t, half_s2, None)
+            de = do @ kv_aug.transpose(-2, -1)  # ∂/∂E_Q rows a:b
+            dkv_aug.add_(e.transpose(-2, -1) @ do)
+            if eps:
+                do_sum.add_(do.sum(dim=-2, keepdim=True))
+            r = de.mul_(e) @ w_aug  # [∂z W·d^-¼ | Σ_m ∂z], ∂z = ∂E ⊙ E
+            torch.addcmul(r[..., :d], r[..., d:], q[..., a:b, :], value=-2 * half_s2, out=dq[..., a:b, :])
+        if eps:
+            dkv_aug.add_(do_sum, alpha=eps)  # the eps·1 1ᵀ part of Q′
+        dkv, dksum = dkv_aug[..., :d], dkv_aug[..., d:].transpose(-2, -1)  # [B, h, m, d], [B, h, 1, m]
+        dv_corr = dkv.sum(dim=-2, keepdim=True).mul_(eps) if eps else None
+        for a, b in chunks:  # keys: kv_aug = Σ_n (E_K,n + eps) [v_n | 1]
+            e, _ = _exp_features(k[..., a:b, :], w_t, half_s2, c_k)
+            de = (v[..., a:b, :] @ dkv.transpose(-2, -1)).add_(dksum)  # ∂/∂E_K rows a:b
+            torch.matmul(e, dkv, out=dv[..., a:b, :])
+            if dv_corr is not None:
+                dv[..., a:b, :].add_(dv_corr)
+            r = de.mul_(e) @ w_aug
+            torch.addcmul(r[..., :d], r[..., d:], k[..., a:b, :], value=-2 * half_s2, out=dk[..., a:b, :])
+        return dq, dk, dv, None, None
 
 
 def favor_attention(q: Tensor, k: Tensor, v: Tensor, projection: Tensor, *, eps: float = 1e-6) -> Tensor:
-    """Non-causal FAVOR+: D⁻¹ Q′(K′ᵀ V), D = diag(Q′ K′ᵀ 1_N) (paper eq. 5), in O(N m d).
+    """Non-causal FAVOR+: D⁻¹ Q′(K′ᵀ V), D = diag(Q′ K′ᵀ 1_N) (paper eq. 5), in O(N m d), Q′ = φ(Q), K′ = φ(K).
+
+    Computed in row chunks without forming Q′ or K′ whole (see :func:`_favor_forward`); with gradients it runs
+    as one autograd Function whose backward recomputes the features per chunk. The projection gets no gradient.
 
     Args:
         q, k, v: ``[B, h, N, d]``.
@@ -98,12 +221,10 @@ def favor_attention(q: Tensor, k: Tensor, v: Tensor, projection: Tensor, *, eps:
     Returns:
         ``[B, h, N, d]``.
     """
-    q_f = softmax_kernel(q, projection, is_query=True, eps=eps)  # Q′ [B, h, N, m]
-    k_f = softmax_kernel(k, projection, is_query=False, eps=eps)  # K′ [B, h, N, m]
-    kv = k_f.transpose(-2, -1) @ v  # K′ᵀ V [B, h, m, d]
-    num = q_f @ kv  # [B, h, N, d]
-    den = q_f @ k_f.sum(dim=-2).unsqueeze(-1)  # Q′ (K′ᵀ 1_N) [B, h, N, 1]
-    return num / den
+    w_t = (projection.detach() * int(q.shape[-1]) ** -0.25).t()  # fold x̂ = x·d^-¼ into W
+    if torch.is_grad_enabled() and not torch.jit.is_tracing() and any(t.requires_grad for t in (q, k, v)):
+        return _Favor.apply(q, k, v, w_t, eps)
+    return _favor_forward(q, k, v, w_t, eps)[0]
 
 
 def performer_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None, *,
