@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from attnbench.schema import IDENTITY, KEY_COLUMNS, OUTCOME, RUN, STATUSES, TRAIN, Column, Row
+from attnbench.schema import IDENTITY, KEY_COLUMNS, OUTCOME, ROUNDS, RUN, STATUSES, TRAIN, Column, Row
 
 __all__ = ["COLUMNS", "COLUMN_SPECS", "NUMERIC_COLUMNS", "ALL_COLUMNS", "TRAIN_COLUMNS", "STATUSES", "KEY_COLUMNS",
            "Row", "RunLock", "new_row", "append_row", "load_results", "write_parquet",
@@ -30,7 +30,7 @@ def _schema() -> list[Column]:
 
     measured = [c for p in PROBES for c in p.columns]
     core = [c for c in (*IDENTITY, *OUTCOME, *measured) if c.core]
-    extra = [c for c in (*measured, *IDENTITY, *RUN) if not c.core]
+    extra = [c for c in (*measured, *ROUNDS, *IDENTITY, *RUN) if not c.core]
     return core + extra + list(TRAIN)
 
 
@@ -51,11 +51,17 @@ def new_row(**values: Any) -> Row:
 
 
 def append_row(run_dir: str | Path, row: dict[str, Any]) -> None:
-    """Append one row to ``run_dir/results.csv`` (header on first write) and flush it to disk."""
+    """Append one row to ``run_dir/results.csv`` (header on first write) and flush it to disk. A file written with
+    an older schema (other columns) is first rewritten in this one, so that a resumed run's rows line up."""
     path = Path(run_dir) / CSV_NAME
-    new_row(**row)  # checks the column names
+    row = new_row(**row)  # checks the column names
+    for name, spec in COLUMN_SPECS.items():
+        if spec.derive is not None:
+            row[name] = spec.derive(row)
     _drop_torn_line(path, truncate=True)
     new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        _upgrade_header(path)
     with open(path, "a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=ALL_COLUMNS)
         if new:
@@ -63,6 +69,25 @@ def append_row(run_dir: str | Path, row: dict[str, Any]) -> None:
         w.writerow({k: _cell(row.get(k)) for k in ALL_COLUMNS})
         f.flush()
         os.fsync(f.fileno())
+
+
+def _upgrade_header(path: Path) -> None:
+    """Rewrite ``path`` with ALL_COLUMNS first (columns it has that the schema lacks kept after them)."""
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+        if header[:len(ALL_COLUMNS)] == ALL_COLUMNS:
+            return
+        f.seek(0)
+        rows = list(csv.DictReader(f))
+    fields = ALL_COLUMNS + [c for c in header if c not in ALL_COLUMNS]
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def _cell(v: Any) -> Any:

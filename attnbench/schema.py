@@ -8,9 +8,10 @@ adding a quantity is one probe in one file. Torch-free: importing this module is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Literal
 
-__all__ = ["Column", "PlotSpec", "Row", "IDENTITY", "OUTCOME", "RUN", "TRAIN", "KEY_COLUMNS", "STATUSES"]
+__all__ = ["Column", "PlotSpec", "Row", "IDENTITY", "OUTCOME", "RUN", "ROUNDS", "TRAIN", "KEY_COLUMNS", "STATUSES"]
 
 Kind = Literal["text", "int", "float", "json"]
 
@@ -41,6 +42,8 @@ class Column:
         core: one of the design's core columns (listed first, in declaration order).
         key: part of the cell's identity (``--resume`` skips a key that has a row).
         plot: how the report draws it, or None.
+        derive: ``derive(row) -> value`` for a column computed from the others' final values (filled when the row
+            is written, after every round has been merged), or None for a measured one.
     """
 
     name: str
@@ -51,6 +54,7 @@ class Column:
     core: bool = False
     key: bool = False
     plot: PlotSpec | None = None
+    derive: Callable[[dict[str, Any]], Any] | None = None
 
     @property
     def numeric(self) -> bool:
@@ -80,11 +84,28 @@ RUN = (
     Column("wall_s", "float", "s", "wall s", "seconds the cell's process took, start-up included"),
     Column("shard", "text", label="shard", doc="i/n of the sweep that ran the cell"),
 )
+# a cell's rounds, reduced by the sweep (attnbench.stats): what its latency is the median of, and whether to trust it
+ROUNDS = (
+    Column("latency_ms_rounds", "json", "ms", "rounds ms", "median of each round, in round order (null: not run "
+                                                          "there, or failed)"),
+    Column("rounds_excluded", "json", label="excluded rounds", doc="rounds (0-based) set aside: other processes took "
+                                                                   "the cores the cell needed"),
+    Column("latency_rounds_min", "float", "ms", "min ms", "the fastest round's median"),
+    Column("latency_rounds_max", "float", "ms", "max ms", "the slowest round's median"),
+    Column("rounds", "int", "rounds", "rounds", "rounds that count (not excluded): the latency is their median"),
+    Column("load_other_rounds", "json", "", "others' CPU by round", "load_other_share of each round it ran"),
+    Column("trusted", "int", label="trusted", doc="1: passed the trust rules (attnbench.stats.TRUST_RULES); 0: not, "
+                                                  "and left out of ratios, break-even and verdicts"),
+    Column("untrusted_reason", "text", label="untrusted", doc="the trust rule it failed, with figures"),
+    Column("pair_group", "text", label="pair group", doc="cells timed in the same rounds share it; only their "
+                                                         "per-round ratios are paired"),
+)
 TRAIN = (
     Column("top1", "float", "%", "top-1", "validation top-1 accuracy of the final (or EMA) weights"),
     Column("top5", "float", "%", "top-5", "validation top-5 accuracy"),
     Column("epochs", "int", "epochs", "epochs", "epochs trained"),
     Column("dataset", "text", label="dataset", doc="the training data spec, e.g. shapes:32"),
+    Column("seed", "int", label="seed", doc="the training seed (init, data order); --seeds K repeats a pair"),
     Column("train_hours", "float", "h", "train h", "wall hours of training"),
 )
 

@@ -1,0 +1,36 @@
+"""The machine's calibrated peak and each row's share of it."""
+from __future__ import annotations
+
+import math
+
+from attnbench.measure.calibrate import calibrate, flops_per_step
+from attnbench.results import COLUMN_SPECS, append_row, load_results
+
+
+def test_calibration_gives_positive_finite_figures() -> None:
+    cal = calibrate("cpu", threads=1, seconds=0.05)
+    assert "reason" not in cal, cal
+    figures = [*cal["matmul_gflops"].values(), cal["copy_gbps"]]
+    assert set(cal["matmul_gflops"]) == {"fp32", "bf16"} and all(math.isfinite(v) and v > 0 for v in figures)
+    assert cal["threads"] == 1
+
+
+def test_a_device_that_cannot_be_probed_gives_a_reason_not_a_crash() -> None:
+    cal = calibrate("meta")
+    assert cal["matmul_gflops"] == {} and "no calibration for device type 'meta'" in cal["reason"]
+
+
+def test_the_share_of_peak_is_derived_from_the_final_row(tmp_path) -> None:
+    assert COLUMN_SPECS["peak_share"].derive is not None
+    base = dict(model="m", scope="layer", skeleton="layer", seq_len=1024, batch=1, dtype="fp32", device="cpu",
+                status="ok", macs=3e9, peak_gflops=100.0)
+    append_row(tmp_path, {**base, "mode": "infer", "latency_ms_median": 120.0})
+    append_row(tmp_path, {**base, "mode": "train", "latency_ms_median": 120.0})
+    append_row(tmp_path, {**base, "mode": "infer", "latency_ms_median": None, "status": "timeout"})
+    df = load_results(tmp_path)
+    infer, train, failed = df.to_dict("records")
+    assert math.isclose(infer["achieved_gflops"], 2 * 3e9 / 0.120 / 1e9)  # 50 GFLOP/s
+    assert math.isclose(infer["peak_share"], 0.5)
+    assert math.isclose(train["achieved_gflops"], flops_per_step(3e9, "train") / 0.120 / 1e9)
+    assert math.isclose(train["peak_share"], 1.5)
+    assert math.isnan(failed["achieved_gflops"]) and math.isnan(failed["peak_share"])
