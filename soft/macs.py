@@ -81,7 +81,7 @@ def soft_attention_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int,
     K1 = kernel(q̄, Q̃): q̄ Q̃ᵀ         B h · N m d
     A = kernel(Q̃, Q̃): Q̃ Q̃ᵀ          B h · m² d
     Newton: T × (V P) V               B h · 2 T m³
-    SOFT-Norm start value: P Pᵀ       B h · m³ (``newton_variant="soft-norm"``, SOFT++'s default)
+    SOFT-Norm start value: P · P      B h · m³ (``newton_variant="soft-norm"``, SOFT++'s default)
     K1 · M                            B h · N m²
     K1ᵀ · V                           B h · m N d
     (K1 M) · (K1ᵀ V)                  B h · N m d
