@@ -1,15 +1,18 @@
-"""rich consoles for the commands: the terminal's width on a terminal, a wide page when piped or captured."""
+"""rich consoles for the commands: the terminal's width on a terminal, a fixed page width when piped or captured."""
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["console"]
+__all__ = ["console", "WIDE"]
+
+WIDE = 240  # columns of a --wide page: tables are printed whole, never split
 
 
-def console(*, stderr: bool = False, **kwargs: Any):
+def console(*, stderr: bool = False, page_width: int = 160, wide: bool = False, **kwargs: Any):
+    """A rich Console: the terminal's width, or ``page_width`` when not a terminal; ``wide``: WIDE columns."""
     from rich.console import Console
 
     c = Console(stderr=stderr, **kwargs)
-    if not c.is_terminal and "width" not in kwargs:
-        c = Console(stderr=stderr, width=160, **kwargs)
+    if "width" not in kwargs and (wide or not c.is_terminal):
+        c = Console(stderr=stderr, width=WIDE if wide else page_width, **kwargs)
     return c

@@ -40,12 +40,16 @@ def join_runs(run_dirs: list[Path], out: Path) -> Path:
 @click.option("--baseline", default=None, help="Reference model for the relative table  [default: softmax, else "
                                                 "softmax-math, else softmax-xformers]")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@click.option("--wide", is_flag=True, help="Print every table whole on a wide page (default: split wide tables to "
+                                           "fit the terminal, or 80 columns when piped).")
 @user_errors
-def report_cmd(run_dirs: tuple[Path, ...], out: Path | None, baseline: str | None, no_plots: bool) -> None:
+def report_cmd(run_dirs: tuple[Path, ...], out: Path | None, baseline: str | None, no_plots: bool,
+               wide: bool) -> None:
     """Re-render report.md and plots for RUN_DIR, or join several RUN_DIRs (e.g. shards) into one report.
 
     Several runs are joined into one run directory (results.csv, results.parquet, meta.json listing its sources)
-    before rendering, so the joined report can itself be re-rendered or resumed from.
+    before rendering, so the joined report can itself be re-rendered or resumed from. The terminal shows the tables
+    (a table wider than the terminal is split, repeating the model column), the legend, and the verdict last.
 
     \b
     Examples:
@@ -72,7 +76,7 @@ def report_cmd(run_dirs: tuple[Path, ...], out: Path | None, baseline: str | Non
         raise ValueError(f"cannot write the report to {out or src}: {e.strerror or e}") from None
     from attnbench.cli._render import console as _console
 
-    console = _console()
-    for table in rich_tables(rep):
-        console.print(table)
+    console = _console(page_width=80, wide=wide)
+    for renderable in rich_tables(rep, wide=wide):
+        console.print(renderable)
     click.echo(f"wrote {', '.join(p.name for p in rep.files)} in {rep.out_dir}", err=True)

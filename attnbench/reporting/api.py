@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from attnbench.reporting.format import short_machine
 from attnbench.reporting.load import efficiency, ensure_schema, labelled, load_runs
 from attnbench.reporting.markdown import render
 from attnbench.reporting.paper import paper_table
@@ -84,5 +85,6 @@ def report(runs: str | Path | Iterable[str | Path] | pd.DataFrame, out: str | Pa
         tmp.replace(path)
         rep.files.append(path)
         if plots:
-            rep.files += plot_all(eff, rep.out_dir)
+            machine = "; ".join(dict.fromkeys(short_machine(m) for m in metas)) or None
+            rep.files += plot_all(eff, rep.out_dir, machine=machine)
     return rep

@@ -10,13 +10,19 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["NOISY", "NOISE_MARK", "NO_SPREAD_MARK", "DASH", "fmt_sig", "fmt_latency", "fmt_ratio", "status_cell",
-           "absolute_display", "relative_display", "break_even_display", "machine_line", "group_title"]
+from attnbench.results import STATUSES
+
+__all__ = ["NOISY", "NOISE_MARK", "NO_SPREAD_MARK", "DASH", "MIN_SIG", "fmt_sig", "fmt_latency", "fmt_ratio",
+           "fmt_times", "status_cell", "absolute_display", "relative_display", "break_even_display", "machine_line",
+           "short_machine", "group_title", "LEGEND", "looks_numeric"]
 
 NOISY = 0.10  # IQR / median above this marks a cell noisy
 NOISE_MARK = "†"
 NO_SPREAD_MARK = "‡"
 DASH = "—"
+MIN_SIG = 2  # no figure is shown with fewer significant digits
+LEGEND = (f"{NOISE_MARK} IQR above {NOISY:.0%} of the median: noisy, read with care (never used in the verdict). "
+          f"{NO_SPREAD_MARK} one timing block: spread unknown (a step too slow for more; raise --min-time).")
 
 
 def fmt_sig(x: Any, sig: int = 3) -> str:
@@ -36,8 +42,8 @@ def _decimals(median: float, iqr: float, max_sig: int = 4) -> int:
     dec = -math.floor(math.log10(iqr)) if iqr > 0 else max_sig - 1 - top
     if top + dec + 1 > max_sig:
         dec = max_sig - 1 - top
-    if top + dec + 1 < 1:  # the IQR exceeds the value: keep one figure
-        dec = -top
+    if top + dec + 1 < MIN_SIG:  # the IQR is as large as the value: keep MIN_SIG figures anyway
+        dec = MIN_SIG - 1 - top
     return dec
 
 
@@ -61,8 +67,8 @@ def _latency_sig(median: Any, iqr: Any) -> int:
     """The significant figures of the latency cell, so that throughput (batch / latency) claims no more."""
     if median is None or pd.isna(median) or median <= 0 or iqr is None or pd.isna(iqr) or iqr == 0:
         return 3
-    dec = _decimals(float(median), 0.0 if iqr is None or pd.isna(iqr) else float(iqr))
-    return max(1, math.floor(math.log10(float(median))) + dec + 1)
+    dec = _decimals(float(median), float(iqr))
+    return max(MIN_SIG, math.floor(math.log10(float(median))) + dec + 1)
 
 
 def fmt_ratio(v: Any, noisy: bool = False) -> str:
@@ -70,6 +76,19 @@ def fmt_ratio(v: Any, noisy: bool = False) -> str:
     if v is None or pd.isna(v):
         return DASH
     return f"{fmt_sig(v, 2)}×" + (f" {NOISE_MARK}" if noisy else "")
+
+
+def fmt_times(ratio: float, lo: float | None = None, hi: float | None = None, *, more: str = "faster",
+              less: str = "slower") -> str:
+    """A ratio read the way round it is >= 1: ``5.7× (5.2–6.1) faster``, or ``3.2× slower`` for 0.31 (the interval
+    inverted with it); the interval is left out when unknown or a point."""
+    if ratio < 1:
+        ratio, lo, hi, more = 1 / ratio, (1 / hi if hi else None), (1 / lo if lo else None), less
+    text = f"{fmt_sig(ratio, 2)}×"
+    ok = lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi) and lo > 0
+    if ok and fmt_sig(lo, 2) != fmt_sig(hi, 2):
+        text += f" ({fmt_sig(lo, 2)}–{fmt_sig(hi, 2)})"
+    return f"{text} {more}"
 
 
 def status_cell(status: Any, reason: Any = None) -> str:
@@ -81,10 +100,23 @@ def status_cell(status: Any, reason: Any = None) -> str:
     return f"{s}: {r[:60]}" if r else s
 
 
+def looks_numeric(s: str) -> bool:
+    """A cell of a numeric column: a number (with ``,``, ``×``, ``±``, marks), a dash, or a status in its place."""
+    t = s.replace(",", "").replace("×", "").replace(NOISE_MARK, "").replace("±", " ").split()
+    if not t or s == DASH or s in STATUSES:
+        return s in (DASH, *STATUSES)
+    try:
+        float(t[0])
+        return True
+    except ValueError:
+        return False
+
+
 # ------------------------------------------------------------------------------------------------ display tables
 
 def absolute_display(absolute: pd.DataFrame) -> pd.DataFrame:
-    """The absolute table's cells as display strings (what report.md and the terminal show)."""
+    """The absolute table's cells as display strings (what report.md and the terminal show). A cell that did not
+    finish shows its status in the latency column (the reasons are listed apart)."""
     a = absolute
     ok = a["status"] == "ok"
     sig = a.apply(lambda r: _latency_sig(r["latency_ms_median"], r["latency_ms_iqr"]), axis=1)
@@ -93,10 +125,9 @@ def absolute_display(absolute: pd.DataFrame) -> pd.DataFrame:
         "params (M)": a["params_m"].map(lambda v: fmt_sig(v, 3)),
         "GMACs": a["gmacs"].map(lambda v: fmt_sig(v, 3)),
         "peak mem (MiB)": [fmt_sig(v, 3) if o else DASH for v, o in zip(a["peak_mem_mib"], ok)],
-        "latency (ms)": [fmt_latency(m, i) if o else DASH
-                         for m, i, o in zip(a["latency_ms_median"], a["latency_ms_iqr"], ok)],
-        "throughput (/s)": [fmt_sig(v, s) if o else DASH for v, s, o in zip(a["throughput_per_s"], sig, ok)],
-        "status": [status_cell(s, r) for s, r in zip(a["status"], a["reason"])],
+        "latency (ms)": [fmt_latency(m, i) if o else status_cell(s)
+                         for m, i, o, s in zip(a["latency_ms_median"], a["latency_ms_iqr"], ok, a["status"])],
+        "samples/s": [fmt_sig(v, s) if o else DASH for v, s, o in zip(a["throughput_per_s"], sig, ok)],
     })
 
 
@@ -146,6 +177,15 @@ def machine_line(meta: dict[str, Any]) -> str:
     if v:
         parts.append(f"attnbench {v}" + (f" ({meta['git_commit']})" if meta.get("git_commit") else ""))
     return " | ".join(parts)
+
+
+def short_machine(meta: dict[str, Any]) -> str:
+    """``AMD EPYC, 2 cores`` or the GPU's name: the machine in a few words, for figure titles."""
+    if not meta:
+        return "machine unknown"
+    if meta.get("gpu"):
+        return str(meta["gpu"])
+    return f"{meta.get('cpu', '?')}, {meta.get('cpu_count', '?')} cores"
 
 
 def group_title(key: dict[str, Any]) -> str:

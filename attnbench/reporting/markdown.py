@@ -5,8 +5,8 @@ from typing import Any
 
 import pandas as pd
 
-from attnbench.reporting.format import DASH, NOISE_MARK
-from attnbench.reporting.sections import Bullets, Section, Table, Text, build_sections
+from attnbench.reporting.format import looks_numeric
+from attnbench.reporting.sections import Bullets, Labelled, Section, Table, Text, build_sections
 
 __all__ = ["to_markdown", "render", "render_markdown"]
 
@@ -18,24 +18,13 @@ def to_markdown(df: pd.DataFrame) -> str:
             for r in df.itertuples(index=False)]
     esc = [[c.replace("|", "\\|") for c in r] for r in [head] + rows]
     widths = [max(len(r[i]) for r in esc) for i in range(len(head))]
-    numeric = [all(_looks_numeric(r[i]) for r in esc[1:]) and len(esc) > 1 for i in range(len(head))]
+    numeric = [all(looks_numeric(r[i]) for r in esc[1:]) and len(esc) > 1 for i in range(len(head))]
 
     def line(r: list[str]) -> str:
         return "| " + " | ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric)) + " |"
 
     sep = "|" + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2)) for w, num in zip(widths, numeric)) + "|"
     return "\n".join([line(esc[0]), sep] + [line(r) for r in esc[1:]])
-
-
-def _looks_numeric(s: str) -> bool:
-    t = s.replace(",", "").replace("×", "").replace(NOISE_MARK, "").replace("±", " ").split()
-    if not t or s == DASH:
-        return s == DASH
-    try:
-        float(t[0])
-        return True
-    except ValueError:
-        return False
 
 
 def render(sections: list[Section]) -> str:
@@ -49,6 +38,8 @@ def render(sections: list[Section]) -> str:
                 out += [ln + "  " for ln in b.lines[:-1]] + [b.lines[-1] + ("  " if b.break_last else ""), ""]
             elif isinstance(b, Bullets):
                 out += [f"- {item}" for item in b.items] + [""]
+            elif isinstance(b, Labelled):
+                out += [f"- **{label}**: {text}" for label, text in b.rows] + [""]
             elif isinstance(b, Table):
                 out += ([b.caption, ""] if b.caption else []) + [to_markdown(b.frame), ""]
     return "\n".join(out)
@@ -56,6 +47,6 @@ def render(sections: list[Section]) -> str:
 
 def render_markdown(df: pd.DataFrame, metas: list[dict[str, Any]] | None = None, *,
                     baseline: str | None = None, runs: list[str] | None = None) -> str:
-    """The whole report.md of ``df``: machine line, absolute, relative, break-even and paper tables, hparams,
-    failures."""
+    """The whole report.md of ``df``: machine line, verdict, legend, absolute, relative, break-even and paper
+    tables, hparams, failures."""
     return render(build_sections(df, metas, baseline=baseline, runs=runs))

@@ -17,7 +17,7 @@ import pandas as pd
 from attnbench.reporting.format import DASH, fmt_latency, fmt_sig
 from attnbench.reporting.load import canon_hparams, efficiency, ensure_schema, parse_hparams, train_mask, variant_labels
 
-__all__ = ["paper_table", "paper_display", "paper_notes", "pick_efficiency_row", "PARAMS_MISMATCH_MARK",
+__all__ = ["paper_table", "paper_display", "paper_notes", "pick_efficiency_row", "COUNT_NOTE", "PARAMS_MISMATCH_MARK",
            "PARAMS_MISMATCH_NOTE"]
 
 JOIN = ["model", "skeleton", "seq_len"]
@@ -25,8 +25,15 @@ SETTING = ["batch", "dtype", "device", "mode"]
 COLUMNS = ["model", "skeleton", "seq_len", "params_m", "gmacs", "peak_mem_mib", "latency_ms_median",
            "latency_ms_iqr", "throughput_per_s", "top1", "top5", "epochs", "dataset", "train_hours",
            "eff_batch", "eff_dtype", "eff_device", "eff_mode", "eff_params_m", "params_differ"]
+# why this table's params and GMACs need not match the efficiency tables' for the same (model, skeleton, N)
+COUNT_NOTE = ("params and GMACs are the trained model's own count (GMACs: one forward pass of one sample; a "
+              "training step costs about 3×). They differ from the efficiency rows of the same model, skeleton and N "
+              "because those measure another instance of the architecture: the skeleton's default classifier head "
+              "(1,000 classes; training uses the dataset's), its default patch size and input channels, and GMACs "
+              "at the cell's batch.")
 PARAMS_MISMATCH_MARK = "*"
-PARAMS_MISMATCH_NOTE = "efficiency row measured a model with different params (patch/classes/hparams)"
+PARAMS_MISMATCH_NOTE = ("efficiency row measured a model with different params (classifier head, patch size or "
+                        "hparams): its memory and speed are those of that model")
 
 
 def pick_efficiency_row(candidates: pd.DataFrame, train_hparams: Any = None) -> pd.Series | None:
@@ -101,7 +108,7 @@ def paper_display(paper: pd.DataFrame) -> pd.DataFrame:
         "peak mem (MiB)": [mark(fmt_sig(v), d) for v, d in zip(paper["peak_mem_mib"], differ)],
         "latency (ms)": [mark(fmt_latency(m, i), d)
                          for m, i, d in zip(paper["latency_ms_median"], paper["latency_ms_iqr"], differ)],
-        "throughput (/s)": [mark(fmt_sig(v), d) for v, d in zip(thr, differ)],
+        "samples/s": [mark(fmt_sig(v), d) for v, d in zip(thr, differ)],
         "top-1 (%)": paper["top1"].map(fmt_sig), "top-5 (%)": paper["top5"].map(fmt_sig),
         "epochs": paper["epochs"].map(lambda v: DASH if pd.isna(v) else f"{v:g}" if isinstance(v, float) else str(v)),
         "dataset": paper["dataset"].fillna(DASH)})
@@ -109,8 +116,7 @@ def paper_display(paper: pd.DataFrame) -> pd.DataFrame:
 
 def paper_notes(paper: pd.DataFrame) -> list[str]:
     """The lines under the table: where each column comes from, the efficiency setting used, the ``*`` footnote."""
-    lines = ["params and GMACs are the training run's own count (GMACs: one forward pass of one sample; a training "
-             "step costs about 3×). Peak memory, latency and throughput come from the efficiency row joined on "
+    lines = [COUNT_NOTE + " Peak memory, latency and samples/s come from the efficiency row joined on "
              "(model, skeleton, N); where several match, the first of: hparams agreeing with the training run's, "
              "mode infer, the smallest batch, fp32, then the remaining columns."]
     joined = paper[paper["eff_mode"].notna()]

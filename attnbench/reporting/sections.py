@@ -1,25 +1,32 @@
-"""A report as a list of sections, each a heading and blocks (text, bullets, tables), that every renderer loops over.
+"""A report as a list of sections, each a heading and blocks (text, bullets, labelled lines, tables), that every
+renderer loops over.
 
 :func:`build_sections` decides what a report says; :mod:`~attnbench.reporting.markdown` and
-:mod:`~attnbench.reporting.terminal` only decide how it looks. A :class:`Table` marked ``terminal`` is also printed
-in the terminal, under its ``title``.
+:mod:`~attnbench.reporting.terminal` only decide how it looks. report.md shows every section in list order; the
+terminal shows the sections with a ``terminal`` rank, sorted by it (stable): the tables first, then the legend,
+then the verdict.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 import pandas as pd
 
-from attnbench.reporting.format import (NO_SPREAD_MARK, NOISE_MARK, NOISY, absolute_display,
-                                        break_even_display, group_title, machine_line, relative_display)
+from attnbench.reporting.format import (LEGEND, absolute_display, break_even_display, group_title, machine_line,
+                                        relative_display)
 from attnbench.reporting.load import as_list, efficiency, ensure_schema, groups, labelled, model_order, \
     parse_hparams, select, train_mask
 from attnbench.reporting.paper import paper_display, paper_notes, paper_table
 from attnbench.reporting.tables import BASELINES, absolute_table, baseline_note, break_even, choose_baseline, \
     relative_table
+from attnbench.reporting.verdict import MEM_TIE, verdict_lines, verdict_table
 
-__all__ = ["Text", "Bullets", "Table", "Section", "build_sections", "MEASURES_NOTE"]
+__all__ = ["Text", "Bullets", "Labelled", "Table", "Section", "build_sections", "landmarks_note", "MEASURES_NOTE",
+           "TABLES", "LEGEND_RANK", "VERDICT_RANK"]
+
+TABLES, LEGEND_RANK, VERDICT_RANK = 0, 1, 2  # terminal order: tables, then the legend under them, the verdict last
 
 # what the numbers are, worded as attnbench.measure.{memory,flops,step} and attnbench.cell measure them
 MEASURES_NOTE = (
@@ -29,7 +36,8 @@ MEASURES_NOTE = (
     "peak). CUDA: tensor memory from the caching allocator (`max_memory_allocated` minus what was allocated "
     "before); CPU: the process's resident high-water mark (`VmHWM`) above its resident size before the step. "
     "**GMACs** = multiply-accumulates of matmul-class ops in one forward pass at the cell's batch (fvcore, "
-    "`no_grad`), the same count in both modes: a training step costs about 3×.")
+    "`no_grad`), the same count in both modes: a training step costs about 3×. **samples/s** = batch / median "
+    "latency.")
 
 
 @dataclass
@@ -48,25 +56,35 @@ class Bullets:
 
 
 @dataclass
+class Labelled:
+    """Lines with a short label each (``N=4,096``, text): a list in markdown, a hanging indent in the terminal."""
+
+    rows: list[tuple[str, str]]
+
+
+@dataclass
 class Table:
-    """A table of display strings; ``caption`` goes above it in markdown, ``title`` above it in the terminal."""
+    """A table of display strings with ``caption`` above it; ``keys`` leading columns are repeated when the terminal
+    splits a wide table; ``failed`` marks rows the terminal shows in red."""
 
     frame: pd.DataFrame
     caption: str = ""
-    title: str = ""
-    terminal: bool = False
+    keys: int = 1
+    failed: list[bool] | None = None
 
 
-Block = Union[Text, Bullets, Table]
+Block = Union[Text, Bullets, Labelled, Table]
 
 
 @dataclass
 class Section:
-    """A heading (``level`` 1-3; no heading when ``title`` is empty) and its blocks."""
+    """A heading (``level`` 1-3; no heading when ``title`` is empty), its blocks, and its rank in the terminal
+    (None: report.md only)."""
 
     title: str
     level: int = 2
     blocks: list[Block] = field(default_factory=list)
+    terminal: int | None = None
 
 
 def build_sections(df: pd.DataFrame, metas: list[dict[str, Any]] | None = None, *, baseline: str | None = None,
@@ -75,8 +93,13 @@ def build_sections(df: pd.DataFrame, metas: list[dict[str, Any]] | None = None, 
     df = ensure_schema(df)
     eff = labelled(efficiency(df))
     base = choose_baseline(eff, baseline)
+    rel = relative_table(eff, base)
     out = [_header(df, eff, metas or [], runs)]
-    out += _group_sections(eff, base)
+    out += _verdict(rel)
+    if not eff.empty:
+        out.append(Section("", 2, [Text([LEGEND + " Latency is median ± IQR, shown to the figures the IQR "
+                                         "supports (at least two)."])], terminal=LEGEND_RANK))
+    out += _group_sections(eff, base, rel)
     paper = paper_table(df)
     if not paper.empty:
         out.append(Section("Accuracy and cost (training rows joined on model, skeleton, N)", 2, [
@@ -84,19 +107,13 @@ def build_sections(df: pd.DataFrame, metas: list[dict[str, Any]] | None = None, 
     hp = _hparams_lines(eff)
     if hp:
         out.append(Section("Hyper-parameters", 2, [Bullets(hp)]))
-    bad = eff[eff["status"] != "ok"]
-    if not bad.empty:
-        out.append(Section("Cells that did not finish", 2, [Bullets([
-            f"`{r.model}` N={int(r.seq_len):,} {r.mode}: **{r.status}**" +
-            (f" — {str(r.reason).splitlines()[0]}" if pd.notna(r.reason) and str(r.reason) else "")
-            for r in bad.itertuples()])]))
+    bad = _failures(eff)
+    if bad:
+        out.append(Section("Cells that did not finish", 2, [Bullets(bad)], terminal=TABLES))
     audit = _flop_audit(eff)
     if audit:
         out.append(Section("FLOP audit", 2, [Text(["fvcore left these ops uncounted (MACs are a lower bound there):"]),
                                              Bullets(audit)]))
-    out.append(Section("", 2, [Text([
-        f"Latency is median ± IQR, shown to the figures the IQR supports. {NOISE_MARK} IQR above {NOISY:.0%} of the "
-        f"median: noisy, read with care. {NO_SPREAD_MARK} one timing block: spread unknown (raise --min-time)."])]))
     return out
 
 
@@ -115,18 +132,33 @@ def _header(df: pd.DataFrame, eff: pd.DataFrame, metas: list[dict[str, Any]], ru
     return Section("attnbench report", 1, blocks)
 
 
-def _group_sections(eff: pd.DataFrame, base: str | None) -> list[Section]:
+def _verdict(rel: pd.DataFrame) -> list[Section]:
+    """The verdict section: per group, one line per N (empty without a baseline)."""
+    vt = verdict_table(rel)
+    if vt.empty:
+        return []
+    base = rel.attrs.get("baseline")
+    blocks: list[Block] = [Text([
+        f"At each N, the fastest method (speed-up over `{base}`, interval from the latencies' quartiles or the "
+        f"paired rounds) and the leanest (peak memory). Methods whose intervals overlap are tied; memories within "
+        f"{MEM_TIE:.0%} are tied. A noisy cell (†) is never judged."])]
+    for key, g in groups(vt):
+        blocks += [Text([f"**{group_title(key)}**"]), Labelled(verdict_lines(g))]
+    return [Section("Verdict", 2, blocks, terminal=VERDICT_RANK)]
+
+
+def _group_sections(eff: pd.DataFrame, base: str | None, rel: pd.DataFrame) -> list[Section]:
     """Per (skeleton, batch, dtype, device, mode): the absolute table, then relative and break-even."""
     absolute = absolute_table(eff)
-    rel = relative_table(eff, base)
     be = break_even(eff, base)
     out = []
     for key, g in groups(absolute):
-        where = group_title(key)
-        out += [Section(where, 2), Section("Absolute", 3, [Table(absolute_display(g), title=where, terminal=True)])]
+        out += [Section(group_title(key), 2, terminal=TABLES),
+                Section("Absolute", 3, [Table(absolute_display(g), keys=2, failed=list(g["status"] != "ok"))],
+                        terminal=TABLES)]
         if base is None:
             out[-1].blocks.append(Text(["No softmax baseline in this run (looked for: " + ", ".join(BASELINES) +
-                                        "): relative table and break-even skipped."]))
+                                        "): relative table, break-even and verdict skipped."]))
             continue
         sel = select(rel, key)
         if sel.empty:
@@ -134,11 +166,10 @@ def _group_sections(eff: pd.DataFrame, base: str | None) -> list[Section]:
         sel.attrs["baseline"] = base
         out.append(Section(f"Relative to `{base}` at each N{baseline_note(eff, base)}", 3, [
             Table(relative_display(sel, "speedup"),
-                  caption=f"Speed-up = `{base}` latency / model latency (> 1× is faster):",
-                  title=f"speed-up over {base} (> 1× is faster), {where}", terminal=True),
+                  caption=f"Speed-up = `{base}` latency / model latency (> 1× is faster):"),
             Table(relative_display(sel, "mem_ratio"),
-                  caption=f"Memory ratio = model peak memory / `{base}` peak memory (< 1× is leaner):",
-                  title=f"memory / {base} (< 1× is leaner), {where}", terminal=True)]))
+                  caption=f"Memory ratio = model peak memory / `{base}` peak memory (< 1× is leaner):")],
+            terminal=TABLES))
         bsel = select(be, key)
         if not bsel.empty:
             out.append(Section(f"Break-even N against `{base}` (log-log interpolation between bracketing N)", 3,
@@ -146,18 +177,72 @@ def _group_sections(eff: pd.DataFrame, base: str | None) -> list[Section]:
     return out
 
 
+def landmarks_note(hparams: dict[str, Any], seq_lens: list[int]) -> str:
+    """How many landmarks an attention with a ``sampler``/``landmarks`` hparam used at each N: fixed for the pooled
+    sampler, the conv sampler's (H/s)(W/s) on the token grid (its stride given, or chosen for N), N for the
+    identity; ``""`` for an attention without landmarks."""
+    sampler = hparams.get("sampler")
+    if sampler in (None, "pool"):
+        return f"m = {hparams['landmarks']} landmarks at every N, sampler {sampler or '?'}" \
+            if "landmarks" in hparams else ""
+    if sampler == "identity":
+        return "m = N landmarks (every token), sampler identity"
+    if sampler != "conv":
+        return f"sampler {sampler}"
+    # the sampler's own rule on the grid the layer was built for; imported here because importing soft loads
+    # torch, which a report without a conv sampler never needs
+    from soft.grid import square_grid, strided_grid
+    from soft.landmarks import resolve_conv_stride
+
+    found = []
+    for n in seq_lens:
+        try:
+            s, policy = resolve_conv_stride(hparams.get("sr_ratio"), hparams.get("grid_policy"),
+                                            hparams.get("landmarks", 49), n)
+            found.append((n, math.prod(strided_grid(square_grid(n), s, policy)), s))
+        except ValueError:  # a cell that could not have been built: nothing to say about it
+            continue
+    if not found:
+        return "sampler conv"
+    strides = sorted({s for _, _, s in found})
+    if len(strides) == 1:
+        return "m = " + ", ".join(f"{m:,} at N={n:,}" for n, m, _ in found) + \
+            f" landmarks (sampler conv, stride {strides[0]})"
+    return "m = " + ", ".join(f"{m:,} at N={n:,} (stride {s})" for n, m, s in found) + " landmarks (sampler conv)"
+
+
 def _hparams_lines(df: pd.DataFrame) -> list[str]:
+    """One line per model: its hparams values and, where they name landmarks, how many it used at each N (not in
+    the pyramid, whose stages set their own)."""
     df = labelled(df)
     lines = []
     for model in model_order(df):
-        vals = sorted({str(h) for h in df.loc[df["model"] == model, "hparams"] if h is not None and not pd.isna(h)})
+        rows = df[df["model"] == model]
+        vals = sorted({str(h) for h in rows["hparams"] if h is not None and not pd.isna(h)})
         if not vals:
             continue
-        lines.append(f"`{model}`: " + "; ".join(f"`{v}`" for v in vals))
-        for v in vals:  # an attention with a landmarks hparam: say how many it used
-            hp = parse_hparams(v)
-            if "landmarks" in hp:
-                lines[-1] += f" (m = {hp['landmarks']} landmarks, sampler {hp.get('sampler', '?')})"
+        notes = []
+        for v in vals:
+            at = rows[(rows["hparams"].astype(str) == v) & (rows["scope"] != "pyramid")]
+            note = landmarks_note(parse_hparams(v), sorted({int(n) for n in at["seq_len"].dropna()}))
+            notes += [note] if note and not at.empty else []
+        lines.append(f"`{model}`: " + "; ".join(f"`{v}`" for v in vals) + "".join(f" ({n})" for n in notes))
+    return lines
+
+
+def _spans(ns: list[int]) -> str:
+    return ", ".join(f"{n:,}" for n in sorted(set(ns)))
+
+
+def _failures(eff: pd.DataFrame) -> list[str]:
+    """The cells that did not finish, one line per (model, status, reason): the modes and N it happened at."""
+    bad = eff[eff["status"] != "ok"]
+    lines = []
+    reason = bad["reason"].map(lambda r: str(r).splitlines()[0] if pd.notna(r) and str(r) else "")
+    for (model, status, why), g in bad.assign(_why=reason).groupby(["model", "status", "_why"], sort=False):
+        modes = ", ".join(dict.fromkeys(g["mode"].astype(str)))
+        lines.append(f"`{model}` {modes}, N = {_spans([int(n) for n in g['seq_len']])}: **{status}**" +
+                     (f" — {why}" if why else ""))
     return lines
 
 
@@ -165,4 +250,3 @@ def _flop_audit(eff: pd.DataFrame) -> list[str]:
     unc = eff[eff["flops_uncounted_ops"].map(lambda v: bool(as_list(v)) if isinstance(v, (str, list)) else False)]
     return [f"`{model}`: {', '.join(sorted({op for v in g['flops_uncounted_ops'] for op in as_list(v)}))}"
             for model, g in unc.groupby("model", sort=False)]
-

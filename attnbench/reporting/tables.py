@@ -2,7 +2,9 @@
 
 - **absolute**: per model x N, params, GMACs, peak memory, latency median +- IQR, throughput, status.
 - **relative**: at each N, speed-up over the softmax baseline (baseline latency / model latency; > 1 is faster)
-  and memory ratio (model memory / baseline memory; < 1 is leaner), as in Long Range Arena's Table 2.
+  with an interval, and memory ratio (model memory / baseline memory; < 1 is leaner), as in Long Range Arena's
+  Table 2. The interval is the rows' own ``speedup_lo``/``speedup_hi`` where a row carries them (paired per-round
+  ratios), else the ratio of the two latencies' quartiles, each taken as median ± IQR/2.
 - **break_even**: the N where a method becomes cheaper than the baseline, interpolated log-log between the two
   measured lengths that bracket it, or a note saying it was not bracketed.
 """
@@ -15,9 +17,11 @@ import pandas as pd
 from attnbench.reporting.format import NOISY
 from attnbench.reporting.load import GROUP, efficiency, ensure_schema, groups, labelled, model_order
 
-__all__ = ["BASELINES", "choose_baseline", "baseline_note", "absolute_table", "relative_table", "break_even"]
+__all__ = ["BASELINES", "INTERVAL_COLUMNS", "choose_baseline", "baseline_note", "absolute_table", "relative_table",
+           "break_even"]
 
 BASELINES = ("softmax", "softmax-math", "softmax-xformers")  # the first one present is the reference
+INTERVAL_COLUMNS = ("speedup_lo", "speedup_hi")  # a row's own interval of its speed-up, used when present
 
 
 def choose_baseline(df: pd.DataFrame, baseline: str | None = None) -> str | None:
@@ -70,24 +74,32 @@ def absolute_table(df: pd.DataFrame) -> pd.DataFrame:
 def relative_table(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
     """At each N (within each group), speed-up and memory ratio against ``baseline``.
 
-    Columns: the group columns, model, seq_len, speedup (baseline latency / model latency), mem_ratio (model peak
-    memory / baseline peak memory), macs_ratio, noisy, status, baseline_status. Ratios are NaN when either cell
-    is not ``ok``. Empty when no baseline is present.
+    Columns: the group columns, model, seq_len, speedup (baseline latency / model latency) and its interval
+    speedup_lo/speedup_hi, mem_ratio (model peak memory / baseline peak memory), macs_ratio, noisy (either cell's
+    IQR above NOISY of its median) with model_noisy/baseline_noisy, model_untrusted/baseline_untrusted (the row's
+    ``trusted`` is 0), status, baseline_status, and the model's own latency_ms_median, latency_ms_iqr and
+    peak_mem_bytes. Ratios are NaN when either cell is not ``ok``. Empty when
+    no baseline is present.
     """
     df = labelled(ensure_schema(efficiency(df)))
     base = choose_baseline(df, baseline)
-    cols = GROUP + ["model", "seq_len", "speedup", "mem_ratio", "macs_ratio", "noisy", "status", "baseline_status"]
+    cols = GROUP + ["model", "seq_len", "speedup", "speedup_lo", "speedup_hi", "mem_ratio", "macs_ratio", "noisy",
+                    "model_noisy", "baseline_noisy", "model_untrusted", "baseline_untrusted", "status",
+                    "baseline_status", "latency_ms_median", "latency_ms_iqr", "peak_mem_bytes"]
     if base is None:
         return pd.DataFrame(columns=cols)
     b = df[df["model"] == base][GROUP + ["seq_len", "status", "latency_ms_median", "latency_ms_iqr",
-                                         "peak_mem_bytes", "macs"]]
+                                         "peak_mem_bytes", "macs", "trusted"]]
     m = df.merge(b, on=GROUP + ["seq_len"], how="left", suffixes=("", "_b"))
     ok = (m["status"] == "ok") & (m["status_b"] == "ok")
     m["speedup"] = (m["latency_ms_median_b"] / m["latency_ms_median"]).where(ok)
     m["mem_ratio"] = (m["peak_mem_bytes"] / m["peak_mem_bytes_b"]).where(ok & (m["peak_mem_bytes_b"] > 0))
     m["macs_ratio"] = (m["macs"] / m["macs_b"]).where(m["macs_b"] > 0)
-    m["noisy"] = (m["latency_ms_iqr"] / m["latency_ms_median"] > NOISY) | \
-                 (m["latency_ms_iqr_b"] / m["latency_ms_median_b"] > NOISY)
+    m["speedup_lo"], m["speedup_hi"] = _interval(m, ok)
+    m["model_noisy"] = m["latency_ms_iqr"] / m["latency_ms_median"] > NOISY
+    m["baseline_noisy"] = m["latency_ms_iqr_b"] / m["latency_ms_median_b"] > NOISY
+    m["noisy"] = m["model_noisy"] | m["baseline_noisy"]
+    m["model_untrusted"], m["baseline_untrusted"] = m["trusted"] == 0, m["trusted_b"] == 0  # no flag: trusted
     m["baseline_status"] = m["status_b"]
     order = {x: i for i, x in enumerate(model_order(df, base))}
     m["_o"] = m["model"].map(order)
@@ -95,6 +107,19 @@ def relative_table(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFram
     out = m[cols].reset_index(drop=True)
     out.attrs["baseline"] = base
     return out
+
+
+def _interval(m: pd.DataFrame, ok: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(lo, hi) of each speed-up: the row's own INTERVAL_COLUMNS where present, else quartile over quartile."""
+    half, half_b = m["latency_ms_iqr"].fillna(0) / 2, m["latency_ms_iqr_b"].fillna(0) / 2
+    lo = (m["latency_ms_median_b"] - half_b) / (m["latency_ms_median"] + half)
+    fast = m["latency_ms_median"] - half
+    hi = ((m["latency_ms_median_b"] + half_b) / fast.where(fast > 0)).fillna(float("inf"))
+    for col, q in zip(INTERVAL_COLUMNS, (lo, hi)):
+        if col in m.columns:
+            own = pd.to_numeric(m[col], errors="coerce")
+            q.update(own[own.notna()])
+    return lo.where(ok), hi.where(ok)
 
 
 def _crossing(ns: list[float], ratios: list[float]) -> tuple[float | None, str]:

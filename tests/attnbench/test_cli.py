@@ -221,7 +221,7 @@ def test_run_then_report_with_stand_in_engine(tmp_path, monkeypatch):
     assert {"results.csv", "results.parquet", "report.md", "latency_infer.png", "memory_infer.png",
             "flops.png"} <= names
     assert set(COLUMNS) <= set(pd.read_parquet(run_dir / "results.parquet").columns)
-    assert "speed-up over softmax" in r.stdout  # the rich table at the end
+    assert "Speed-up = softmax latency" in r.stdout and "Verdict" in r.stdout  # tables, then verdict
     md = (run_dir / "report.md").read_text()
     (run_dir / "report.md").unlink()
     r2 = invoke("report", run_dir, "--no-plots")

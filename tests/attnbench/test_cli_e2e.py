@@ -50,7 +50,7 @@ def test_layer_run_writes_every_file_with_ok_rows(layer_run):
     assert "environment" in meta
     md = (run_dir / "report.md").read_text()
     assert md.splitlines()[2].startswith("Machine: ") and "Relative to `softmax`" in md and "m = 16" in md
-    assert "speed-up over softmax" in r.stdout  # the rich table at the end
+    assert "Speed-up = softmax latency" in r.stdout and "Verdict" in r.stdout  # tables, then verdict
 
 
 def test_report_re_renders(layer_run):

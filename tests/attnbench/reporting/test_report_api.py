@@ -39,3 +39,20 @@ def test_load_runs_rejects_missing_and_corrupt(tmp_path):
     (bad / "results.csv").write_text("model,seq_len,status\nsoft,1024,exploded\n")
     with pytest.raises(ValueError, match="corrupt results file"):
         R.load_runs(bad)
+
+
+def test_report_command_fits_80_columns_when_piped_and_wide_prints_whole(tmp_path):
+    from click.testing import CliRunner
+
+    from attnbench.cli import main
+
+    df = frame(ns=[256, 512, 1024, 2048, 4096, 8192, 16384, 32768])
+    for row in df.to_dict("records"):
+        append_row(tmp_path, {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))})
+    narrow = CliRunner().invoke(main, ["report", str(tmp_path), "--no-plots"])
+    assert narrow.exit_code == 0, narrow.output
+    lines = narrow.output.splitlines()
+    assert max(len(ln) for ln in lines[:-1]) <= 80 and "Verdict" in narrow.output  # the last line: "wrote ..."
+    wide = CliRunner().invoke(main, ["report", str(tmp_path), "--no-plots", "--wide"])
+    assert wide.exit_code == 0 and max(len(ln) for ln in wide.output.splitlines()) > 80
+    assert sum(ln.startswith("model ") for ln in wide.output.splitlines()) == 3  # no table split

@@ -1,6 +1,8 @@
 """report.md and the terminal tables: every section, the machine line, what is measured."""
 from __future__ import annotations
 
+import json
+
 from attnbench import reporting as R
 from report_frames import frame
 
@@ -39,4 +41,21 @@ def test_rich_tables_render():
     for t in R.rich_tables(rep):
         console.print(t)
     text = console.export_text()
-    assert "performer" in text and "speed-up over softmax" in text
+    assert "performer" in text and "Speed-up = softmax latency / model latency" in text
+
+
+def test_landmarks_note_gives_the_real_m_at_each_n():
+    assert R.landmarks_note({"landmarks": 64, "sampler": "conv", "sr_ratio": 8}, [1024, 4096]) == \
+        "m = 16 at N=1,024, 64 at N=4,096 landmarks (sampler conv, stride 8)"  # 32x32 / 8 -> 4x4; 64x64 -> 8x8
+    assert R.landmarks_note({"sampler": "conv", "sr_ratio": 4}, [2048]) == \
+        "m = 128 at N=2,048 landmarks (sampler conv, stride 4)"  # the 32x64 grid -> 8x16
+    assert R.landmarks_note({"sampler": "conv", "sr_ratio": 4, "grid_policy": "pad"}, [1156]) == \
+        "m = 81 at N=1,156 landmarks (sampler conv, stride 4)"  # 34x34 padded to 36x36 -> 9x9
+    assert R.landmarks_note({"landmarks": 49, "sampler": "pool"}, [1024]) == \
+        "m = 49 landmarks at every N, sampler pool"
+    assert R.landmarks_note({"k": 256}, [1024]) == ""  # not a landmark attention: nothing said
+    df = frame(models=["softmax", "soft"])
+    df.loc[df.model == "soft", "hparams"] = json.dumps({"landmarks": 64, "sampler": "conv", "sr_ratio": 8})
+    md = R.render_markdown(df[df.seq_len.isin([1024, 4096])])
+    assert "(m = 16 at N=1,024, 64 at N=4,096 landmarks (sampler conv, stride 8))" in md
+    assert "m = 64 landmarks" not in md

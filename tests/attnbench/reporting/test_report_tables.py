@@ -60,7 +60,8 @@ def test_absolute_table_units_and_failed_cells():
     assert a.model.iloc[0] == "softmax"  # the baseline first
     disp = R.absolute_display(a)
     bad = disp[(disp.model == "softmax") & (disp.N == "4,096")].iloc[0]
-    assert bad["status"] == "oom: oom at 4096" and bad["latency (ms)"] == "—"
+    assert bad["latency (ms)"] == "oom" and bad["peak mem (MiB)"] == "—" and bad["samples/s"] == "—"
+    assert "- `softmax` infer, N = 4,096: **oom** — oom at 4096" in R.render_markdown(df)  # the reason, listed apart
 
 
 def test_hparams_variants_are_separate_models_everywhere():
