@@ -11,13 +11,15 @@ the command line says ``--seq`` (``attnbench.cli._common.FLAGS``, the one field-
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, get_args
 
 __all__ = ["Mode", "Dtype", "DeviceKind", "Isolation", "MODES", "DTYPES", "DEVICE_KINDS", "ISOLATIONS",
-           "ConfigError", "ref", "check_choice", "check_positive", "check_modes", "check_device", "resolve_device",
-           "check_hparam_keys", "check_hparam_values", "SweepConfig", "validate"]
+           "ConfigError", "ref", "check_choice", "check_positive", "check_at_most", "check_seq_len", "check_modes",
+           "check_device", "resolve_device", "check_hparam_keys", "check_hparam_values", "SweepConfig", "validate",
+           "MAX_SEQ_LEN", "MAX_BATCH", "MAX_TIMEOUT", "MAX_MIN_TIME", "MAX_THREADS", "MAX_MEM_LIMIT"]
 
 Mode = Literal["infer", "train"]
 Dtype = Literal["fp32", "bf16", "fp16"]  # fp32, or autocast to bf16/fp16 (the weights stay fp32)
@@ -27,6 +29,15 @@ MODES: tuple[Mode, ...] = get_args(Mode)
 DTYPES: tuple[Dtype, ...] = get_args(Dtype)
 DEVICE_KINDS: tuple[DeviceKind, ...] = get_args(DeviceKind)
 ISOLATIONS: tuple[Isolation, ...] = get_args(Isolation)
+
+# Upper bounds of the numeric options: beyond them a value is a typo, and would overflow something (the int64
+# columns of results.parquet, a C time_t, setrlimit) only after a cell had spent its time.
+MAX_SEQ_LEN = 2**24  # a 4096 x 4096 token grid: one [N, 192] fp32 activation is 12 GiB, N^2 MACs near int64's end
+MAX_BATCH = 2**20
+MAX_TIMEOUT = 7 * 24 * 3600.0  # a week per cell
+MAX_MIN_TIME = 3600.0  # an hour of timing per cell
+MAX_THREADS = 4096
+MAX_MEM_LIMIT = 2**60  # 1 EiB: setrlimit's range
 
 _REF = "\x1f"  # ASCII unit separator around a field name in a message: never part of a user's value
 
@@ -59,12 +70,31 @@ def check_choice(name: str, value: Any, accepted: tuple[str, ...]) -> None:
 
 
 def check_positive(name: str, value: Any, expected: str, *, integer: bool = False, optional: bool = False) -> None:
-    """``value`` must be a number > 0 (an int if ``integer``; None allowed if ``optional``)."""
+    """``value`` must be a finite number > 0 (an int if ``integer``; None allowed if ``optional``): ``inf`` and
+    ``nan`` are refused."""
     if value is None and optional:
         return
     kinds = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or not value > 0:
         raise ConfigError(name, f"bad {ref(name)} {value!r}; expected {expected}")
+
+
+def check_at_most(name: str, value: Any, most: float, why: str) -> None:
+    """``value`` (already checked positive, or None) must be at most ``most``; ``why`` says what the limit is for."""
+    if value is not None and value > most:
+        def text(v: float) -> str:
+            return f"{v:g}" if isinstance(v, float) else str(v)
+        raise ConfigError(name, f"{ref(name)} {text(value)} exceeds the maximum {text(most)} ({why})")
+
+
+def check_seq_len(name: str, n: Any) -> None:
+    """A sequence length must be an int in 1 .. ``MAX_SEQ_LEN`` (checked before any grid is searched for it)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(name, f"bad sequence length {n!r} in {ref(name)}; expected a positive int")
+    if n > MAX_SEQ_LEN:
+        raise ConfigError(name, f"sequence length {n} in {ref(name)} exceeds the maximum N = {MAX_SEQ_LEN} (2^24, a "
+                                "4096 x 4096 token grid): beyond it one [N, 192] fp32 activation exceeds 12 GiB and "
+                                "the N^2 MAC counts approach the int64 limit of the results files")
 
 
 def check_modes(modes: list[str]) -> None:
@@ -143,6 +173,8 @@ class SweepConfig:
         shard: ``(i, n)``, 0 <= i < n: run every n-th cell starting at i; None: all cells.
         isolation: ``fork`` (cells forked from a pre-imported server: ~0.1 s start) or ``spawn`` (a new
             interpreter per cell: ~6-10 s start). Both give every cell a fresh process.
+        force: run cells whose estimated memory exceeds the machine's (or ``mem_limit``) too; by default they are
+            planned as ``skipped`` rows giving the estimate (``attnbench.memory``).
     """
 
     models: list[str]
@@ -159,6 +191,7 @@ class SweepConfig:
     mem_limit: int | None = None
     shard: tuple[int, int] | None = None
     isolation: Isolation = "fork"
+    force: bool = False
 
 
 def validate(config: SweepConfig) -> str:
@@ -166,12 +199,17 @@ def validate(config: SweepConfig) -> str:
     entries = _check_models(config.models)
     family = _check_skeleton_and_seq_lens(config.skeleton, config.seq_lens)
     check_positive("batch", config.batch, "an int >= 1", integer=True)
+    check_at_most("batch", config.batch, MAX_BATCH, "the results' int64 counts")
     check_choice("dtype", config.dtype, DTYPES)
     check_modes(config.modes)
-    check_positive("timeout", config.timeout, "seconds > 0 or None", optional=True)
-    check_positive("min_time", config.min_time, "seconds > 0")
+    check_positive("timeout", config.timeout, "a finite number of seconds > 0", optional=True)
+    check_at_most("timeout", config.timeout, MAX_TIMEOUT, "a week per cell")
+    check_positive("min_time", config.min_time, "a finite number of seconds > 0")
+    check_at_most("min_time", config.min_time, MAX_MIN_TIME, "an hour of timing per cell")
     check_positive("threads", config.threads, "a count >= 1 (or None for one per core)", integer=True, optional=True)
+    check_at_most("threads", config.threads, MAX_THREADS, "threads per cell")
     check_positive("mem_limit", config.mem_limit, "bytes > 0 or None", optional=True)
+    check_at_most("mem_limit", config.mem_limit, MAX_MEM_LIMIT, "1 EiB, the range of setrlimit")
     check_choice("isolation", config.isolation, ISOLATIONS)
     _check_shard(config.shard)
     for model, hp in config.hparams.items():
@@ -204,8 +242,7 @@ def _check_skeleton_and_seq_lens(skeleton: str, seq_lens: list[int]) -> Any:
     if not seq_lens:
         raise ConfigError("seq_lens", f"no sequence lengths given ({ref('seq_lens')})")
     for n in seq_lens:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError("seq_lens", f"bad sequence length {n!r} in {ref('seq_lens')}; expected a positive int")
+        check_seq_len("seq_lens", n)  # before the grid search, which takes sqrt(N) steps
         try:
             family.grid(n)
         except ValueError as e:

@@ -121,6 +121,7 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
         KeyboardInterrupt: re-raised after the running cell is killed and ``results.parquet`` is rewritten
             (SIGTERM raises ``runner.Terminated``, a KeyboardInterrupt, the same way).
     """
+    from attnbench.memory import SKIP_PREFIX, memory_skips
     from attnbench.results import RunLock, load_results, write_parquet
     from attnbench.runner import sigterm_as_interrupt
 
@@ -130,12 +131,15 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
     with RunLock(run_dir), sigterm_as_interrupt():  # one writer per run dir; SIGTERM cleans up like Ctrl-C
         done_keys = set()
         if resume:
-            latest = {key_of(r): r["status"] for r in load_results(run_dir).to_dict("records")}
-            done_keys = {k for k, status in latest.items() if not (retry_failed and status in RETRYABLE)}
+            latest = {key_of(r): r for r in load_results(run_dir).to_dict("records")}
+            done_keys = {k for k, r in latest.items() if not (retry_failed and r["status"] in RETRYABLE)
+                         and not (config.force and str(r["reason"]).startswith(SKIP_PREFIX))}
         cells = plan_cells(config, device)
+        # cells that cannot fit are skipped rows with their estimate, decided before any cell runs
+        skips = {} if config.force else memory_skips(cells, config.mem_limit)
         _write_meta(run_dir, config, device, resume)
         try:
-            _run_cells(config, cells, done_keys, run_dir, on_cell, runner)
+            _run_cells(config, cells, done_keys, run_dir, on_cell, runner, skips)
         except KeyboardInterrupt:
             if (run_dir / "results.csv").exists():
                 write_parquet(run_dir)
@@ -146,7 +150,7 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
 
 
 def _run_cells(config: SweepConfig, cells: list[CellSpec], done_keys: set, run_dir: Path, on_cell: OnCell | None,
-               runner: CellRunner | None) -> None:
+               runner: CellRunner | None, skips: dict[tuple, str] | None = None) -> None:
     from attnbench.results import append_row
 
     done, total = 0, len(cells)
@@ -155,7 +159,10 @@ def _run_cells(config: SweepConfig, cells: list[CellSpec], done_keys: set, run_d
             if spec.key() in done_keys:
                 done += 1
                 continue
-            row = _as_row(cells_runner.run(spec, timeout=config.timeout, mem_limit_bytes=config.mem_limit))
+            if skips and spec.key() in skips:
+                row = _as_row({**spec.base_row(), "status": "skipped", "reason": skips[spec.key()]})
+            else:
+                row = _as_row(cells_runner.run(spec, timeout=config.timeout, mem_limit_bytes=config.mem_limit))
             append_row(run_dir, row)
             done += 1
             if on_cell is not None:

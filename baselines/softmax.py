@@ -201,6 +201,18 @@ class SoftmaxAttention(QKVAttention):
     macs = staticmethod(softmax_macs)  # the closed-form MACs of one forward
 
     @classmethod
+    def memory_bytes(cls, B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None,
+                     **hparams) -> int:
+        """A lower bound on the bytes one forward holds at once in fp32 (a planner skips cells that cannot fit):
+        the input and the q, k, v projection (4·B·N·dim floats), plus the B·h·N² score matrix where it is
+        materialised (``impl="explicit"``, or SDPA forced to its math kernel); its softmax is a second one, not
+        counted."""
+        floats = 4 * B * N * dim
+        if hparams.get("impl") == "explicit" or (hparams.get("impl") == "sdpa" and hparams.get("backend") == "math"):
+            floats += B * num_heads * N * N
+        return 4 * floats
+
+    @classmethod
     def not_supported_reason(cls, *, device: str, dtype: str, seq_len: int, hparams: dict,
                              hw: tuple[int, int] | None = None) -> str | None:
         """``impl="xformers"`` off CUDA or without xformers installed; None otherwise."""

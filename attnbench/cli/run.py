@@ -119,12 +119,15 @@ def prepare_run_dir(out: str | Path, name: str, resume: bool) -> Path:
               help="Override a method's hyper-parameter; repeatable, e.g. -p soft.landmarks=64 -p linformer.k=128.")
 @click.option("--mem-limit", default=None, metavar="SIZE", help="Cap each CPU cell's address space (e.g. 8G); "
                                                                 "a cell over it is recorded as oom.")
+@click.option("--force", is_flag=True, help="Also run cells whose estimated memory (a lower bound from the method's "
+                                            "closed form) exceeds the machine's RAM, the GPU's memory or --mem-limit; "
+                                            "by default they are skipped rows giving the estimate.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @user_errors
 def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str, device: str, out: str,
         name: str | None, resume: bool, retry_failed: bool, timeout: float, min_time: float, threads: int | None,
         shard: str | None,
-        hparams: tuple[str, ...], mem_limit: str | None, no_plots: bool) -> None:
+        hparams: tuple[str, ...], mem_limit: str | None, force: bool, no_plots: bool) -> None:
     """Measure params, FLOPs, peak memory and latency of attentions across sequence lengths.
 
     Each (model, N, mode) cell runs in its own subprocess with a timeout; rows are appended to
@@ -148,16 +151,16 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
     seq_lens, modes, shard_t, mem_bytes = parse_seq(seq), parse_modes(mode), parse_shard(shard), parse_mem(mem_limit)
     if retry_failed and not resume:
         raise ValueError("--retry-failed goes with --resume --name <run> (the run whose failed cells to re-run)")
-    if resume and not name:
+    if resume and name is None:
         raise ValueError("--resume needs --name <run> (the folder under --out to finish)")
     names = parse_models(models)
     config = SweepConfig(models=names, seq_lens=seq_lens, skeleton=skeleton, batch=batch, dtype=dtype, modes=modes,
                          device=device, hparams=resolve_hparams(list(hparams)), timeout=timeout, min_time=min_time,
-                         threads=threads, mem_limit=mem_bytes, shard=shard_t)
+                         threads=threads, mem_limit=mem_bytes, shard=shard_t, force=force)
     config.device = dev = validate(config)  # every check before the run directory exists; auto -> cpu or cuda
     from attnbench.sweep import run_sweep
 
-    run_dir = prepare_run_dir(out, name or default_run_name(skeleton, models, shard_t), resume)
+    run_dir = prepare_run_dir(out, default_run_name(skeleton, models, shard_t) if name is None else name, resume)
     click.echo(f"attnbench run: {len(names)} models x {len(seq_lens)} N x {len(modes)} modes on {skeleton}, "
                f"{dev}, {dtype}, batch {batch}" + (f", shard {shard_t[0]}/{shard_t[1]}" if shard_t else "")
                + f" -> {run_dir}", err=True)

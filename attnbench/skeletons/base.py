@@ -117,6 +117,11 @@ class SkeletonFamily:
         attention whether it can run on each before building); ValueError when this skeleton cannot tile N."""
         return [self.grid(seq_len)]
 
+    def attention_layers(self, name: str, seq_len: int) -> list[tuple[int, int, int]]:
+        """``(tokens, dim, num_heads)`` of every swapped attention module of ``name`` at ``seq_len``, without
+        building it (the plan's memory estimate, :mod:`attnbench.memory`); empty when the family does not say."""
+        return []
+
     def cell_hparams(self, entry: Any, overrides: dict[str, Any], seq_len: int) -> dict[str, Any]:
         """What a cell records as its hyper-parameters: the registry defaults under the caller's overrides
         (``seq_len`` excluded), so that a changed default is a new cell, not a resumed one."""

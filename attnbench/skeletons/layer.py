@@ -22,6 +22,10 @@ class LayerFamily(SkeletonFamily):
     def grid(self, seq_len: int) -> tuple[int, int]:
         return grid_for(seq_len, max_aspect=None)  # tokens, not an image: any factorisation will do
 
+    def attention_layers(self, name: str, seq_len: int) -> list[tuple[int, int, int]]:
+        size = SIZES[self.parse(name)["size"] or "tiny"]
+        return [(seq_len, size["embed_dim"], size["num_heads"])]
+
     def build(self, name: str, entry: Any, seq_len: int, *, hparams: dict[str, Any], seed: int,
               **_unused: Any) -> Skeleton:
         import torch

@@ -36,6 +36,13 @@ class PyramidFamily(SkeletonFamily):
         h, w = self.grid(seq_len)
         return [(h >> i, w >> i) for i in range(3)]  # stages 1-3 swap the attention; stage 4 is timm's own
 
+    def attention_layers(self, name: str, seq_len: int) -> list[tuple[int, int, int]]:
+        from soft.pyramid import SOFT_SIZES
+
+        size = SOFT_SIZES[self.parse(name)["size"]]
+        return [(gh * gw, size["embed_dims"][i], size["num_heads"][i])
+                for i, (gh, gw) in enumerate(self.attention_grids(seq_len)) for _ in range(size["depths"][i])]
+
     def image_tokens(self, name: str, img: int, patch_size: int | None, default_patch: int) -> tuple[int | None, int]:
         if patch_size is not None:
             raise ConfigError("patch_size", f"{ref('patch_size')} applies to vit-<size> skeletons; the {self.pattern} "

@@ -41,6 +41,11 @@ class VitFamily(SkeletonFamily):
         # a skeleton of its own: `attnbench run --skeleton` takes it too
         return f"{name}-d{depth}" if depth else name
 
+    def attention_layers(self, name: str, seq_len: int) -> list[tuple[int, int, int]]:
+        p = self.parse(name)
+        size = SIZES[p["size"]]
+        return [(seq_len, size["embed_dim"], size["num_heads"])] * int(p["depth"] or size["depth"])
+
     def image_tokens(self, name: str, img: int, patch_size: int | None, default_patch: int) -> tuple[int | None, int]:
         patch = patch_size or default_patch
         if patch < 1 or img % patch:
