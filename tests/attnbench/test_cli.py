@@ -177,7 +177,7 @@ def fake_engine(monkeypatch, *, interrupt_after: int | None = None):
 
     calls: list = []
 
-    def run_sweep(config, run_dir, *, resume=False, retry_failed=False, on_cell=None):
+    def run_sweep(config, run_dir, *, resume=False, retry_failed=False, on_cell=None, on_start=None):
         calls.append(config)
         cells = [(m, n, mode) for m in config.models for n in config.seq_lens for mode in config.modes]
         done_keys = set()
@@ -332,3 +332,13 @@ def test_config_error_names_the_field_and_renders_flags():
     assert e.render(flag) == "--seq 7 does not fit; or use --skeleton layer ({'a': 1})"
     back = pickle.loads(pickle.dumps(e))
     assert (back.field, str(back), back.render(flag)) == (e.field, str(e), e.render(flag))
+
+
+def test_list_fits_80_columns_without_breaking_words_and_lists_columns():
+    r = invoke("list")
+    assert r.exit_code == 0 and max(map(len, r.output.splitlines())) <= 80
+    words = set(r.output.split())
+    assert "softmax-xformers" in words and "nb_features=256" in words  # whole, never folded mid-word
+    cols = invoke("list", "--columns", "pinv*")
+    assert cols.exit_code == 0 and "pinv_residual_max" in cols.output and "1e-2" in cols.output
+    assert_one_line_error(invoke("list", "--columns", "zzz*"), "no results column matches")
