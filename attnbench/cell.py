@@ -70,6 +70,9 @@ class CellSpec:
         threads: intra-op CPU threads for the whole cell (None: torch's default, one per core); recorded in the
             row's ``num_threads``; not part of the key.
         shard: ``"i/n"`` of the sweep that ran it, for the row; not part of the key.
+        timing_only: a later timing round: only the probes marked ``every_round`` (warm-up, timing) run; not part
+            of the key.
+        min_blocks: time at least this many blocks (a re-measured slow cell); None: the latency module's rule.
     """
 
     model: str
@@ -83,6 +86,8 @@ class CellSpec:
     min_time: float = field(default=0.5, compare=False)
     threads: int | None = field(default=None, compare=False)
     shard: str | None = field(default=None, compare=False)
+    timing_only: bool = field(default=False, compare=False)
+    min_blocks: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hparams", _hparams_json(self.hparams))
@@ -215,8 +220,9 @@ def _build(spec: CellSpec) -> Any:
 def run_cell(spec: CellSpec) -> dict[str, Any]:
     """Measure ``spec`` in this process and return its row (never raises for a failing cell).
 
-    Builds the model once, then runs every probe of :mod:`attnbench.measure.probes` in phase order. Run it in a
-    fresh process (that is what the runner does): the CPU peak-memory probe reads the process's high-water mark.
+    Builds the model once, then runs every probe of :mod:`attnbench.measure.probes` in phase order (with
+    ``spec.timing_only``, only those marked ``every_round``). Run it in a fresh process (that is what the runner
+    does): the CPU peak-memory probe reads the process's high-water mark.
     """
     from attnbench.measure.probes import probes_in_run_order
 
@@ -227,7 +233,7 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
     try:
         ctx = _build(spec)
         for p in probes_in_run_order():
-            if p.needs_ok and row["status"] != "ok":
+            if p.needs_ok and row["status"] != "ok" or spec.timing_only and not p.every_round:
                 continue
             phase = p.phase
             row.update(p.run(ctx))

@@ -168,11 +168,15 @@ class SweepConfig:
         hparams: per-model overrides of the registry defaults, ``{"soft": {"landmarks": 64}}``.
         timeout: seconds per cell before it is killed (status ``timeout``); None for no limit.
         min_time: seconds of timing per cell (at least 7 ``Timer.timeit`` blocks, see ``measure.latency``).
-        threads: intra-op CPU threads per cell; None: torch's default (one per core).
+        threads: intra-op CPU threads per cell; None: follow the idle cores (``attnbench.machine.idle_cores``,
+            sampled before each (N, mode) group's first round; at least 1).
         mem_limit: bytes of address space a cell may add after start-up (status ``oom`` beyond); None: no cap.
         shard: ``(i, n)``, 0 <= i < n: run every n-th cell starting at i; None: all cells.
         isolation: ``fork`` (cells forked from a pre-imported server: ~0.1 s start) or ``spawn`` (a new
             interpreter per cell: ~6-10 s start). Both give every cell a fresh process.
+        repeats: timing rounds per cell; the cells of one (N, mode) run back to back in each round, in a rotating
+            order, and ratios are paired per round (``attnbench.stats``).
+        max_retries: extra rounds for a cell that fails the trust rules, before it is marked untrusted.
         force: run cells whose estimated memory exceeds the machine's (or ``mem_limit``) too; by default they are
             planned as ``skipped`` rows giving the estimate (``attnbench.memory``).
     """
@@ -191,6 +195,8 @@ class SweepConfig:
     mem_limit: int | None = None
     shard: tuple[int, int] | None = None
     isolation: Isolation = "fork"
+    repeats: int = 3
+    max_retries: int = 2
     force: bool = False
 
 
@@ -211,6 +217,9 @@ def validate(config: SweepConfig) -> str:
     check_positive("mem_limit", config.mem_limit, "bytes > 0 or None", optional=True)
     check_at_most("mem_limit", config.mem_limit, MAX_MEM_LIMIT, "1 EiB, the range of setrlimit")
     check_choice("isolation", config.isolation, ISOLATIONS)
+    check_positive("repeats", config.repeats, "a count of rounds >= 1", integer=True)
+    if isinstance(config.max_retries, bool) or not isinstance(config.max_retries, int) or config.max_retries < 0:
+        raise ConfigError("max_retries", f"bad {ref('max_retries')} {config.max_retries!r}; expected a count >= 0")
     _check_shard(config.shard)
     for model, hp in config.hparams.items():
         if model not in entries:

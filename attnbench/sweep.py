@@ -1,19 +1,33 @@
-"""A sweep: the Cartesian product model × seq_len × mode, each cell measured in a fresh process, rows appended as
-cells finish.
+"""A sweep: the Cartesian product model × seq_len × mode, each cell measured in fresh processes over paired rounds,
+rows appended as groups finish.
 
 >>> from attnbench.sweep import SweepConfig, run_sweep
 >>> df = run_sweep(SweepConfig(models=["soft", "softmax"], seq_lens=[1024, 4096]), "results/my-run")
 
-* **Order and shards.** Cells run model-major in the order given (model, then N, then mode). Shard ``(i, n)``
-  (0-based) takes every n-th cell starting at i: disjoint, and the union of the n shards is the whole sweep. Give
-  each shard its own run directory; ``attnbench report`` joins them.
-* **Files.** ``meta.json`` (``results.environment()`` and the config) is written before the first cell; each row is
-  appended to ``results.csv`` (flushed and fsynced) as its cell finishes; ``results.parquet`` is rewritten from the
-  CSV at the end. The CSV is authoritative.
-* **Resume.** ``resume=True`` skips every cell whose key (``results.KEY_COLUMNS``) already has a row, whatever its
-  status; a corrupt results file raises ValueError before anything runs.
+* **Groups and rounds.** The cells of one (N, mode) form a *group*: every model at that N. A group is timed in
+  ``config.repeats`` rounds; in each round its cells run back to back, in an order that rotates between rounds
+  (``stats.rotation``), so that whatever the machine does falls on all of them alike and a ratio taken within a
+  round is paired. Round 1 runs every probe in a fresh process (memory and FLOPs are measured there, once);
+  later rounds fork a fresh process that only warms up and times. The thread count is chosen once per group
+  (``config.threads``, else the idle cores sampled before its first round), so that all its cells and rounds run
+  the same. After the rounds, each cell is judged (``stats.summarize``: rounds disturbed by other processes do not
+  count; trust rules ``stats.TRUST_RULES``); untrusted cells, with the baseline for their pairs (all cells when
+  the baseline itself is untrusted), get extra rounds, up to ``config.max_retries``. A cell still untrusted is
+  written with ``trusted`` 0 and the reason.
+* **Order and shards.** Groups run N by N, both modes of an N together (alternating which mode goes first, so
+  that shards mix them). Shard ``(i, n)`` (0-based) takes every n-th group starting at i: disjoint, and the union
+  of the n shards is the whole sweep; a group is never split, so every pair is measured in one shard. Give each
+  shard its own run directory; ``attnbench report`` joins them.
+* **Files.** ``meta.json`` (``results.environment()``, the config and the machine's state, ``machine``) is
+  written before the first cell and completed at the end; a group's rows are appended to ``results.csv``
+  (flushed and fsynced) when its last round ends; ``results.parquet`` is rewritten from the CSV at the end. The
+  CSV is authoritative.
+* **Resume.** ``resume=True`` skips every group whose cells all have a row (``results.KEY_COLUMNS``), whatever
+  their status; a group with a cell to (re-)run is measured again whole, so that its pairs stay in one set of
+  rounds (new rows; reports keep the latest). A corrupt results file raises ValueError before anything runs.
 * **Ctrl-C.** KeyboardInterrupt kills the running cell's process, rewrites ``results.parquet`` from the finished
-  rows and is re-raised (so the CLI can exit 130). Every finished row is already on disk.
+  rows and is re-raised (so the CLI can exit 130). Every finished group's rows are already on disk; the rounds of
+  the group that was running are lost.
 * **Bad input** raises a one-line ValueError before any cell runs: ``attnbench.config.validate``, where
   :class:`SweepConfig` is defined (re-exported here), names the offending field (``ConfigError.field``).
 """
@@ -22,8 +36,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import statistics
 import time
-from dataclasses import asdict
+import uuid
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,18 +49,24 @@ from attnbench.cell import CellSpec, key_of
 from attnbench.config import ConfigError, SweepConfig, ref, resolve_device, validate
 from attnbench.runner import CellRunner
 
-__all__ = ["SweepConfig", "run_sweep", "plan_cells", "validate", "resolve_device", "prepare_dir"]
+__all__ = ["SweepConfig", "run_sweep", "plan_cells", "plan_groups", "validate", "resolve_device", "prepare_dir",
+           "BASELINES", "OnCell", "OnStart"]
 
 OnCell = Callable[[CellSpec, dict[str, Any], int, int], None]
+# on_start(spec, round (0-based), cell-rounds done, cell-rounds planned): a cell's round is starting (for an ETA)
+OnStart = Callable[[CellSpec, int, int, int], None]
+BASELINES = ("softmax", "softmax-math", "softmax-xformers")  # the first one swept is the pairs' reference
 
 
-def plan_cells(config: SweepConfig, device: str | None = None) -> list[CellSpec]:
-    """Every cell of the sweep in its stable order (model, N, mode), then this shard's share of it.
+def plan_groups(config: SweepConfig, device: str | None = None) -> list[list[CellSpec]]:
+    """The sweep's groups (every model at one (N, mode), in the config's model order) in their stable order, then
+    this shard's share of them.
 
-    ``hparams`` in each spec are what the skeleton's family records (``SkeletonFamily.cell_hparams``): the
-    registry defaults merged under the config's overrides (``seq_len`` excluded), so a changed default is a new
-    cell, not a resumed one; in the SOFT pyramid, whose stages set their own settings, the overrides alone.
-    A shard takes every n-th (model, N) pair, all modes of a pair together, so that shards get a mix of N.
+    Groups go N by N; at every other N the modes go in reverse order, so that a shard (every n-th group) gets a
+    mix of N and modes. ``hparams`` in each spec are what the skeleton's family records
+    (``SkeletonFamily.cell_hparams``): the registry defaults merged under the config's overrides (``seq_len``
+    excluded), so a changed default is a new cell, not a resumed one; in the SOFT pyramid, whose stages set their
+    own settings, the overrides alone.
     """
     from attnbench.registry import get_attention
     from attnbench.skeletons import family_of
@@ -52,20 +74,24 @@ def plan_cells(config: SweepConfig, device: str | None = None) -> list[CellSpec]
     device = device or resolve_device(config.device)
     shard = f"{config.shard[0]}/{config.shard[1]}" if config.shard else None
     family = family_of(config.skeleton)
+    entries = {m: get_attention(m) for m in config.models}
     groups: list[list[CellSpec]] = []
-    for model in config.models:
-        entry = get_attention(model)
-        overrides = config.hparams.get(model, {})
-        for n in config.seq_lens:
-            hp = family.cell_hparams(entry, overrides, n)
-            groups.append([CellSpec(model=model, skeleton=config.skeleton, seq_len=n, batch=config.batch,
-                                    dtype=config.dtype, device=device, mode=mode, hparams=hp,
+    for i, n in enumerate(config.seq_lens):
+        hps = {m: family.cell_hparams(entries[m], config.hparams.get(m, {}), n) for m in config.models}
+        for mode in config.modes if i % 2 == 0 else config.modes[::-1]:
+            groups.append([CellSpec(model=m, skeleton=config.skeleton, seq_len=n, batch=config.batch,
+                                    dtype=config.dtype, device=device, mode=mode, hparams=hps[m],
                                     min_time=config.min_time, threads=config.threads, shard=shard)
-                           for mode in config.modes])
+                           for m in config.models])
     if config.shard is not None:
-        i, n = config.shard
-        groups = groups[i::n]
-    return [cell for group in groups for cell in group]
+        i, k = config.shard
+        groups = groups[i::k]
+    return groups
+
+
+def plan_cells(config: SweepConfig, device: str | None = None) -> list[CellSpec]:
+    """Every cell of the sweep (this shard's share) in the order the groups of :func:`plan_groups` run."""
+    return [cell for group in plan_groups(config, device) for cell in group]
 
 
 def prepare_dir(run_dir: Path) -> None:
@@ -80,16 +106,40 @@ def prepare_dir(run_dir: Path) -> None:
 
 
 def _write_meta(run_dir: Path, config: SweepConfig, device: str, resume: bool) -> None:
+    from attnbench.machine import machine_state
     from attnbench.results import environment, read_meta, write_meta
 
     env = environment(device)
     cfg = {**asdict(config), "device_resolved": device}
     meta = read_meta(run_dir) if resume else {}
+    state = {"start": machine_state()}
     if meta:
         meta.setdefault("resumed", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
-                                               "config": cfg})
+                                               "config": cfg, "machine": state})
     else:
-        meta = {"environment": env, "config": cfg, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        meta = {"environment": env, "config": cfg, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "machine": state}
+    write_meta(run_dir, meta)
+
+
+def _finish_meta(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Complete this sweep's ``machine`` entry of meta.json: the machine at the end, and what its cells saw
+    (mean share of the cores other processes took while cells were timed, untrusted cells, the busy warning)."""
+    from attnbench.machine import cpu_ids, governor, load_avg_1m
+    from attnbench.results import read_meta, write_meta
+    from attnbench.stats import machine_warning
+
+    meta = read_meta(run_dir)
+    entry = meta["resumed"][-1] if meta.get("resumed") else meta
+    ok = [r for r in rows if r.get("status") == "ok"]
+    shares = [r["load_other_share"] for r in ok if isinstance(r.get("load_other_share"), (int, float))]
+    cores = len(cpu_ids())
+    entry.setdefault("machine", {}).update(
+        cores=cores, governor=governor(), load_avg_1m_end=load_avg_1m(), cells_timed=len(ok),
+        other_share_mean=round(statistics.fmean(shares), 4) if shares else None,
+        cells_untrusted=sum(1 for r in ok if r.get("trusted") == 0),
+        rounds_excluded=sum(len(r.get("rounds_excluded") or []) for r in ok),
+        warning=machine_warning(ok, cores))
     write_meta(run_dir, meta)
 
 
@@ -97,7 +147,8 @@ RETRYABLE = ("error", "timeout", "oom", "nan")
 
 
 def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool = False, retry_failed: bool = False,
-              on_cell: OnCell | None = None, runner: CellRunner | None = None) -> pd.DataFrame:
+              on_cell: OnCell | None = None, runner: CellRunner | None = None,
+              on_start: OnStart | None = None) -> pd.DataFrame:
     """Run the sweep into ``run_dir`` and return all of its rows (earlier ones included when resuming).
 
     Args:
@@ -107,10 +158,12 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
             ``results.csv`` is appended to as well: keys are not deduplicated (pass ``resume=True``).
         retry_failed: with ``resume``, run again the cells whose latest row is ``error``, ``timeout``, ``oom`` or
             ``nan`` (e.g. after raising ``timeout``); the new row is appended and reports keep the latest one.
-        on_cell: ``on_cell(spec, row, done, total)`` after every cell (a progress bar); ``done`` counts this
-            run's cells, skipped ones included.
+        on_cell: ``on_cell(spec, row, done, total)`` for every cell when its group's rounds are over (a progress
+            bar); ``done`` counts this run's cells, skipped ones included.
         runner: a :class:`CellRunner` to reuse (its warm fork server saves the start-up in a notebook or across
             sweeps); default: a new one with ``config.isolation``, closed at the end.
+        on_start: ``on_start(spec, round, done, planned)`` before each round of each cell (0-based ``round``;
+            ``done``/``planned`` count cell-rounds, retries added as they are planned): the running cell and an ETA.
 
     Returns:
         ``results.load_results(run_dir)``.
@@ -134,39 +187,150 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
             latest = {key_of(r): r for r in load_results(run_dir).to_dict("records")}
             done_keys = {k for k, r in latest.items() if not (retry_failed and r["status"] in RETRYABLE)
                          and not (config.force and str(r["reason"]).startswith(SKIP_PREFIX))}
-        cells = plan_cells(config, device)
+        groups = plan_groups(config, device)
+        cells = [c for g in groups for c in g]
         # cells that cannot fit are skipped rows with their estimate, decided before any cell runs
         skips = {} if config.force else memory_skips(cells, config.mem_limit)
         _write_meta(run_dir, config, device, resume)
+        rows: list[dict[str, Any]] = []
         try:
-            _run_cells(config, cells, done_keys, run_dir, on_cell, runner, skips)
+            _run_groups(config, groups, done_keys, run_dir, runner, skips, _Events(on_cell, on_start), rows)
         except KeyboardInterrupt:
             if (run_dir / "results.csv").exists():
                 write_parquet(run_dir)
             raise
+        finally:
+            if rows:
+                _finish_meta(run_dir, rows)
         df = load_results(run_dir)
         write_parquet(run_dir, df)
     return df
 
 
-def _run_cells(config: SweepConfig, cells: list[CellSpec], done_keys: set, run_dir: Path, on_cell: OnCell | None,
-               runner: CellRunner | None, skips: dict[tuple, str] | None = None) -> None:
+@dataclass
+class _Events:
+    """The progress callbacks and the counts they report."""
+
+    on_cell: OnCell | None
+    on_start: OnStart | None
+    done: int = 0
+    total: int = 0
+    units_done: int = 0
+    units: int = 0
+
+    def start(self, spec: CellSpec, round_index: int) -> None:
+        if self.on_start is not None:
+            self.on_start(spec, round_index, self.units_done, self.units)
+        self.units_done += 1
+
+    def cell(self, spec: CellSpec, row: dict[str, Any]) -> None:
+        self.done += 1
+        if self.on_cell is not None:
+            self.on_cell(spec, row, self.done, self.total)
+
+
+def _run_groups(config: SweepConfig, groups: list[list[CellSpec]], done_keys: set, run_dir: Path,
+                runner: CellRunner | None, skips: dict[tuple, str], events: _Events,
+                rows: list[dict[str, Any]]) -> None:
+    """Run every group with a cell left to run; a group's rows are appended when its rounds are over."""
     from attnbench.results import append_row
 
-    done, total = 0, len(cells)
+    events.total = sum(len(g) for g in groups)
+    todo = [g for g in groups if not all(c.key() in done_keys for c in g)]
+    events.done = events.total - sum(len(g) for g in todo)
+    events.units = sum(len([c for c in g if c.key() not in skips]) for g in todo) * config.repeats
+    run_id = uuid.uuid4().hex[:8]
     with contextlib.nullcontext(runner) if runner is not None else CellRunner(config.isolation) as cells_runner:
-        for spec in cells:
-            if spec.key() in done_keys:
-                done += 1
-                continue
-            if skips and spec.key() in skips:
-                row = _as_row({**spec.base_row(), "status": "skipped", "reason": skips[spec.key()]})
-            else:
-                row = _as_row(cells_runner.run(spec, timeout=config.timeout, mem_limit_bytes=config.mem_limit))
-            append_row(run_dir, row)
-            done += 1
-            if on_cell is not None:
-                on_cell(spec, row, done, total)
+        for gi, group in enumerate(todo):
+            for spec, row in _run_group(config, group, cells_runner, skips, events, f"{run_id}-{gi}"):
+                row = _as_row(row)
+                append_row(run_dir, row)
+                rows.append(row)
+                events.cell(spec, row)
+
+
+def _group_threads(config: SweepConfig) -> int | None:
+    """``config.threads``, else the cores idle now (at least 1), else None (torch's default) where unknown."""
+    from attnbench.machine import idle_cores
+
+    if config.threads:
+        return config.threads
+    idle = idle_cores()
+    return None if idle is None else max(1, idle)
+
+
+def _baseline(group: list[CellSpec]) -> str | None:
+    models = [c.model for c in group]
+    return next((b for b in BASELINES if b in models), None)
+
+
+def _run_group(config: SweepConfig, group: list[CellSpec], runner: CellRunner, skips: dict[tuple, str],
+               events: _Events, pair_group: str) -> list[tuple[CellSpec, dict[str, Any]]]:
+    """Time one group in rotating rounds, re-measure its untrusted cells, and return (spec, row) per cell."""
+    from attnbench.machine import cpu_ids
+    from attnbench.stats import MIN_TIMED_BLOCKS, RoundResult, rotation, summarize
+
+    cores, threads, base = len(cpu_ids()), _group_threads(config), _baseline(group)
+    first: dict[str, dict[str, Any]] = {}
+    rounds: dict[str, list[RoundResult | None]] = {c.model: [] for c in group}
+    failures: dict[str, list[str]] = {c.model: [] for c in group}
+    load_avg: dict[str, list[float]] = {c.model: [] for c in group}
+    min_blocks: dict[str, int] = {}
+    for c in group:
+        if c.key() in skips:
+            first[c.model] = {**c.base_row(), "status": "skipped", "reason": skips[c.key()]}
+    todo = [c for c in group if c.model not in first]
+    summaries: dict[str, Any] = {}
+    r = 0
+    while todo:
+        for spec in rotation(todo, r):
+            events.start(spec, r)
+            row = runner.run(replace(spec, threads=threads, timing_only=r > 0, min_blocks=min_blocks.get(spec.model)),
+                             timeout=config.timeout, mem_limit_bytes=config.mem_limit)
+            first.setdefault(spec.model, row)
+            ok = row.get("status") == "ok"
+            rounds[spec.model] += [None] * (r + 1 - len(rounds[spec.model]))
+            if ok:
+                rounds[spec.model][r] = RoundResult(
+                    ms=row["latency_ms_median"], iqr_ms=row["latency_ms_iqr"], blocks=int(row["timed_blocks"]),
+                    threads=int(row["num_threads"]), other_share=row.get("load_other_share"), cores=cores)
+                if isinstance(row.get("load_avg_1m"), (int, float)):
+                    load_avg[spec.model].append(row["load_avg_1m"])
+            elif r > 0:
+                failures[spec.model].append(f"round {r + 1}: {row.get('status')}: {row.get('reason') or ''}".strip())
+        r += 1
+        timed = [c for c in group if first[c.model].get("status") == "ok"]
+        if r == 1:  # a cell that failed its first round has no more rounds
+            events.units -= (len(todo) - len(timed)) * (config.repeats - 1)
+        if r < config.repeats:
+            todo = timed
+            continue
+        summaries = {c.model: summarize(rounds[c.model], required=config.repeats, failures=failures[c.model])
+                     for c in timed}
+        bad = [c for c in timed if not summaries[c.model].trusted]
+        if not bad or r >= config.repeats + config.max_retries:
+            break
+        # a retry pairs with the baseline; an untrusted baseline is every pair's problem: all cells again
+        todo = timed if base in {c.model for c in bad} else bad + [c for c in timed if c.model == base]
+        min_blocks.update({c.model: MIN_TIMED_BLOCKS for c in bad if summaries[c.model].rule == "blocks"})
+        events.units += len(todo)
+    return [(c, _group_row(first[c.model], summaries.get(c.model), load_avg[c.model], pair_group)) for c in group]
+
+
+def _group_row(row: dict[str, Any], s: Any, load_avg: list[float], pair_group: str) -> dict[str, Any]:
+    """The first round's row (memory, FLOPs, ...) with the latency columns replaced by the rounds' summary."""
+    row = {**row, "pair_group": pair_group}
+    if s is None or row.get("status") != "ok":
+        return row
+    notes = [n for n in [row.get("reason"), *s.notes] if n]
+    row.update(latency_ms_median=s.median_ms, latency_ms_iqr=s.iqr_ms,
+               throughput_per_s=row["batch"] * 1e3 / s.median_ms,
+               timed_blocks=s.timed_blocks, load_other_share=s.other_share,
+               load_avg_1m=max(load_avg) if load_avg else None, latency_ms_rounds=s.rounds_ms,
+               latency_rounds_min=s.min_ms, latency_rounds_max=s.max_ms, rounds=s.rounds,
+               load_other_rounds=s.other_rounds, rounds_excluded=s.excluded, trusted=int(s.trusted),
+               untrusted_reason=s.reason, reason="; ".join(notes) or None)
+    return row
 
 
 def _as_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -112,16 +112,18 @@ def main() -> None:
       attnbench run --models all --skeleton layer --seq 1024..16384 --timeout 120
       attnbench run --shard 0/4 --name big-s0 ...        # one of 4 array jobs; join with `report`
       attnbench report results/big-s0 results/big-s1 results/big-s2 results/big-s3
+      attnbench compare results/before results/after --fail-above 10
       attnbench list
     """
 
 
 def _register() -> None:
+    from attnbench.cli.compare import compare_cmd
     from attnbench.cli.list import list_cmd
     from attnbench.cli.report import report_cmd
     from attnbench.cli.run import run
 
-    for cmd in (run, report_cmd, list_cmd):
+    for cmd in (run, report_cmd, compare_cmd, list_cmd):
         main.add_command(cmd)
 
 

@@ -21,7 +21,8 @@ __all__ = ["run", "DEFAULTS", "parse_shard", "parse_modes", "parse_mem", "defaul
 # ViT-Tiny width, 1024..4096 tokens (Linformer's k=256 needs N > 256), inference and training, batch 1.
 # Measured to finish well inside 5 minutes on a 2-core CPU (see README).
 DEFAULTS: dict[str, Any] = dict(models="core", seq="1024..4096", skeleton="layer", batch=1, dtype="fp32",
-                                mode="infer,train", device="auto", out="results", timeout=120.0, min_time=0.2)
+                                mode="infer,train", device="auto", out="results", timeout=120.0, min_time=0.2,
+                                repeats=3, max_retries=2)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -111,8 +112,14 @@ def prepare_run_dir(out: str | Path, name: str, resume: bool) -> Path:
 @click.option("--min-time", default=DEFAULTS["min_time"], type=click.FloatRange(min=0, min_open=True),
               help="Seconds of timing per cell (torch.utils.benchmark Timer; at least 7 blocks).")
 @click.option("--threads", default=None, type=click.IntRange(min=1),
-              help="CPU threads per cell (torch.set_num_threads)  [default: one per core]. On a shared machine, "
-                   "fewer threads than cores gives steadier latencies.")
+              help="CPU threads per cell (torch.set_num_threads)  [default: the cores idle before each N's first "
+                   "round, at least 1]. --threads 1 gives steadier latencies on a shared machine.")
+@click.option("--repeats", default=DEFAULTS["repeats"], type=click.IntRange(min=1),
+              help="Timing rounds per cell; in each round the methods of one N run back to back in a rotating order, "
+                   "and speed-ups are paired per round, with a confidence interval.")
+@click.option("--max-retries", default=DEFAULTS["max_retries"], type=click.IntRange(min=0),
+              help="Extra rounds for a cell that fails the trust rules (load, spread, too few blocks) before it is "
+                   "marked untrusted and left out of ratios.")
 @click.option("--shard", default=None, metavar="I/N", help="Run only shard I of N (0-based) of the cells, e.g. "
                                                            "for SLURM array jobs; join the shards with `report`.")
 @click.option("--hparam", "-p", "hparams", multiple=True, metavar="MODEL.KEY=VALUE",
@@ -126,7 +133,7 @@ def prepare_run_dir(out: str | Path, name: str, resume: bool) -> Path:
 @user_errors
 def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str, device: str, out: str,
         name: str | None, resume: bool, retry_failed: bool, timeout: float, min_time: float, threads: int | None,
-        shard: str | None,
+        repeats: int, max_retries: int, shard: str | None,
         hparams: tuple[str, ...], mem_limit: str | None, force: bool, no_plots: bool) -> None:
     """Measure params, FLOPs, peak memory and latency of attentions across sequence lengths.
 
@@ -156,7 +163,8 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
     names = parse_models(models)
     config = SweepConfig(models=names, seq_lens=seq_lens, skeleton=skeleton, batch=batch, dtype=dtype, modes=modes,
                          device=device, hparams=resolve_hparams(list(hparams)), timeout=timeout, min_time=min_time,
-                         threads=threads, mem_limit=mem_bytes, shard=shard_t, force=force)
+                         threads=threads, mem_limit=mem_bytes, shard=shard_t, force=force, repeats=repeats,
+                         max_retries=max_retries)
     config.device = dev = validate(config)  # every check before the run directory exists; auto -> cpu or cuda
     from attnbench.sweep import run_sweep
 
@@ -184,26 +192,11 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
 
 
 def _sweep_with_progress(run_sweep: Any, config: Any, run_dir: Path, resume: bool, retry_failed: bool = False) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from attnbench.cli._render import console as _console
+    from attnbench.cli.progress import run_with_progress
 
-    console = _console(stderr=True)
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
-        task = progress.add_task("starting", total=None)
-
-        def on_cell(spec: Any, row: dict[str, Any], done: int, total: int) -> None:
-            status = row.get("status", "?")
-            lat = row.get("latency_ms_median")
-            what = f"{row.get('model')} N={row.get('seq_len')} {row.get('mode')}"
-            detail = f"{lat:.3g} ms" if status == "ok" and isinstance(lat, (int, float)) else status
-            progress.update(task, completed=done, total=total, description=f"{what}: {detail}")
-            if status != "ok":
-                reason = str(row.get("reason") or "").splitlines()[0][:100] if row.get("reason") else ""
-                progress.console.print(f"[yellow]{what}: {status}[/] {reason}")
-
-        return run_sweep(config, run_dir, resume=resume, retry_failed=retry_failed, on_cell=on_cell)
+    return run_with_progress(run_sweep, config, run_dir, resume=resume, retry_failed=retry_failed,
+                             console=_console(stderr=True), echo=lambda text: click.echo(text, err=True))
 
 
 def _finalize(run_dir: Path, *, plots: bool, quiet: bool, elapsed: float | None = None) -> int:
@@ -229,10 +222,22 @@ def _finalize(run_dir: Path, *, plots: bool, quiet: bool, elapsed: float | None 
         console = _console()
         for table in rich_tables(rep):
             console.print(table)
+        _busy_warning(run_dir, df)
         took = f" in {elapsed:.0f} s" if elapsed is not None else ""
         files = ", ".join(p.name for p in [run_dir / "results.csv", run_dir / "results.parquet", *rep.files])
         click.echo(f"{len(df)} rows{took}; wrote {files} in {run_dir}", err=True)
     return len(df)
+
+
+def _busy_warning(run_dir: Path, df: Any) -> None:
+    """The terminal summary's busy-machine warning (``stats.machine_warning``), when the machine was busy."""
+    from attnbench.results import read_meta
+    from attnbench.stats import machine_warning
+
+    cores = (read_meta(run_dir).get("machine") or {}).get("cores")
+    text = machine_warning(df.to_dict("records"), cores)
+    if text:
+        click.secho(f"warning: {text}", fg="yellow", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

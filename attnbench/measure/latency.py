@@ -38,6 +38,7 @@ class Latency:
         throughput_per_s: samples per second, ``batch / median``.
         num_threads: the intra-op thread count the Timer pinned.
         runs: number of steps timed (all blocks).
+        blocks: number of timed blocks.
         measurement: torch's Measurement (for ``torch.utils.benchmark.Compare``); not part of a results row.
     """
 
@@ -46,12 +47,13 @@ class Latency:
     throughput_per_s: float
     num_threads: int
     runs: int
+    blocks: int = 1
     measurement: Measurement | None = field(default=None, compare=False, repr=False)
 
 
 def time_step(step: Callable[[], Any], *, batch: int, min_time: float = 0.5, warmup: int = 2,
               num_threads: int | None = None, label: str | None = None, sub_label: str | None = None,
-              description: str | None = None) -> Latency:
+              description: str | None = None, min_blocks: int | None = None) -> Latency:
     """Time ``step()``.
 
     Args:
@@ -61,6 +63,8 @@ def time_step(step: Callable[[], Any], *, batch: int, min_time: float = 0.5, war
         warmup: untimed calls first.
         num_threads: intra-op threads while timing; default the current ``torch.get_num_threads()``.
         label, sub_label, description: torch's Compare rows/columns (mode, attention, N).
+        min_blocks: time at least this many blocks whatever the step costs (beyond ``SLOW_BUDGET_S``): a re-measured
+            slow cell asks for them.
     """
     from torch.utils.benchmark import Timer
 
@@ -80,10 +84,11 @@ def time_step(step: Callable[[], Any], *, batch: int, min_time: float = 0.5, war
     blocks = max(math.ceil(min_time / block), 1)
     if blocks < MIN_BLOCKS:
         blocks = max(blocks, min(MIN_BLOCKS, math.floor(max(SLOW_BUDGET_S, min_time) / block)))
+    blocks = max(blocks, min_blocks or 0)
     parts = [first] if number == 1 else []
     while len(parts) < blocks:
         parts.append(timer.timeit(number))
     m = Measurement.merge(parts)[0]
     median = m.median
     return Latency(median_ms=median * 1e3, iqr_ms=m.iqr * 1e3, throughput_per_s=batch / median,
-                   num_threads=num_threads, runs=len(parts) * number, measurement=m)
+                   num_threads=num_threads, runs=len(parts) * number, blocks=len(parts), measurement=m)

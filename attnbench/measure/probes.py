@@ -6,6 +6,9 @@ phase order; the results schema (:mod:`attnbench.results`), the report's numeric
 the probes' columns. Adding a quantity is one ``@probe`` function in this file. Phases run in :data:`PHASES`
 order: memory first, while the process is fresh (the CPU probe reads the process's high-water mark), then the
 FLOP trace, diagnostics, and timing last (only for cells still ``ok``). Importing this module does not import torch.
+
+A cell is timed in several rounds (``attnbench.sweep``), each in a fresh process; the first round runs every probe,
+later ones (``CellSpec.timing_only``) only the probes marked ``every_round``: the warm-up and the timing.
 """
 from __future__ import annotations
 
@@ -60,6 +63,7 @@ class Probe:
         columns: the columns it writes, with units.
         fn: ``fn(ctx) -> dict`` of column values (``status``/``reason`` may also be set, e.g. ``nan``).
         needs_ok: run only while the cell is still ``ok`` (timing a non-finite step means nothing).
+        every_round: run in every timing round, not only in the first (fresh) one.
     """
 
     name: str
@@ -67,6 +71,7 @@ class Probe:
     columns: tuple[Column, ...]
     fn: Callable[[CellContext], dict[str, Any]]
     needs_ok: bool = False
+    every_round: bool = False
 
     def run(self, ctx: CellContext) -> dict[str, Any]:
         out = self.fn(ctx)
@@ -79,13 +84,14 @@ class Probe:
 PROBES: list[Probe] = []
 
 
-def probe(phase: str, *columns: Column, needs_ok: bool = False) -> Callable[[Callable], Probe]:
+def probe(phase: str, *columns: Column, needs_ok: bool = False,
+          every_round: bool = False) -> Callable[[Callable], Probe]:
     """Register ``fn(ctx) -> dict`` as a probe writing ``columns`` (declaration order = column order)."""
     if phase not in PHASES:
         raise ValueError(f"unknown probe phase {phase!r}; accepted: {', '.join(PHASES)}")
 
     def wrap(fn: Callable[[CellContext], dict[str, Any]]) -> Probe:
-        p = Probe(fn.__name__, phase, tuple(columns), fn, needs_ok)
+        p = Probe(fn.__name__, phase, tuple(columns), fn, needs_ok, every_round)
         PROBES.append(p)
         return p
     return wrap
@@ -103,7 +109,8 @@ def params(ctx: CellContext) -> dict[str, Any]:
     return {"params": sum(p.numel() for p in ctx.model.parameters())}
 
 
-@probe("warm-up", Column("backend", "text", label="backend", doc="the kernel that ran (softmax's SDPA backend)"))
+@probe("warm-up", Column("backend", "text", label="backend", doc="the kernel that ran (softmax's SDPA backend)"),
+       every_round=True)
 def warm_up(ctx: CellContext) -> dict[str, Any]:
     """One untimed step: builds the step closure, records the attention's input shapes, checks that every
     attention returns its input's shape (a wrong one would broadcast through a residual unnoticed) and that the
@@ -216,13 +223,23 @@ def pinv_residual(ctx: CellContext) -> dict[str, Any]:
        Column("latency_ms_iqr", "float", "ms", "IQR ms", "interquartile range of the timed blocks", core=True),
        Column("throughput_per_s", "float", "samples/s", "samples/s", "batch / median latency", core=True),
        Column("num_threads", "int", "threads", "threads", "intra-op CPU threads while timing"),
-       needs_ok=True)
+       Column("timed_blocks", "int", "blocks", "blocks", "Timer.timeit blocks timed (over the rounds that count)"),
+       Column("load_other_share", "float", "", "others' CPU",
+              "share of the cores' time other processes took while the cell was timed (mean over its rounds)"),
+       Column("load_avg_1m", "float", "", "load avg", "the machine's 1-minute load average after timing (highest "
+                                                      "over its rounds)"),
+       Column("cpu_governor", "text", label="governor", doc="CPU frequency governor, where readable"),
+       needs_ok=True, every_round=True)
 def latency(ctx: CellContext) -> dict[str, Any]:
+    from attnbench import machine
     from attnbench.measure.latency import time_step
 
     spec = ctx.spec
-    ctx.model.train(spec.mode == "train")  # the step closure is warm (warm-up and memory pass ran it)
-    lat = time_step(ctx.step, batch=spec.batch, min_time=spec.min_time, warmup=0, label=spec.mode,
-                    sub_label=spec.model, description=str(spec.seq_len))
+    ctx.model.train(spec.mode == "train")  # warm: the warm-up step ran, and in a first round the memory pass too
+    window = machine.CpuWindow().start()
+    lat = time_step(ctx.step, batch=spec.batch, min_time=spec.min_time, warmup=1 if spec.timing_only else 0,
+                    label=spec.mode, sub_label=spec.model, description=str(spec.seq_len), min_blocks=spec.min_blocks)
     return dict(latency_ms_median=lat.median_ms, latency_ms_iqr=lat.iqr_ms, throughput_per_s=lat.throughput_per_s,
-                num_threads=lat.num_threads)
+                num_threads=lat.num_threads, timed_blocks=lat.blocks, load_other_share=window.stop(),
+                load_avg_1m=machine.load_avg_1m(), cpu_governor=machine.governor(window.cpus))
+

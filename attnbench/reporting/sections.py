@@ -21,6 +21,7 @@ from attnbench.reporting.load import as_list, efficiency, ensure_schema, groups,
 from attnbench.reporting.paper import paper_display, paper_notes, paper_table
 from attnbench.reporting.tables import BASELINES, absolute_table, baseline_note, break_even, choose_baseline, \
     relative_table
+from attnbench.measure.probes import UNCONVERGED
 from attnbench.reporting.verdict import MEM_TIE, verdict_lines, verdict_table
 
 __all__ = ["Text", "Bullets", "Labelled", "Table", "Section", "build_sections", "landmarks_note", "MEASURES_NOTE",
@@ -110,11 +111,25 @@ def build_sections(df: pd.DataFrame, metas: list[dict[str, Any]] | None = None, 
     bad = _failures(eff)
     if bad:
         out.append(Section("Cells that did not finish", 2, [Bullets(bad)], terminal=TABLES))
+    unconverged = _unconverged(eff)
+    if unconverged:
+        out.append(Section("Pseudo-inverses that did not converge", 2, [
+            Text([f"`pinv_residual_max` = largest ‖I − A·M‖_F of the iterative pseudo-inverse (SOFT's Newton–Raphson, "
+                  f"Nyström's pinv) in one forward; above {UNCONVERGED:g} the \"inverse\" is off by more than "
+                  f"{UNCONVERGED:.0%}, so the method computed something other than its equation:"]),
+            Bullets(unconverged)], terminal=TABLES))
     audit = _flop_audit(eff)
     if audit:
         out.append(Section("FLOP audit", 2, [Text(["fvcore left these ops uncounted (MACs are a lower bound there):"]),
                                              Bullets(audit)]))
     return out
+
+
+def _unconverged(eff: pd.DataFrame) -> list[str]:
+    res = pd.to_numeric(eff.get("pinv_residual_max", pd.Series(dtype=float)), errors="coerce")
+    bad = eff[res > UNCONVERGED]
+    return [f"`{r.model}` N={int(r.seq_len):,} {r.mode}: residual {float(r.pinv_residual_max):.2g}"
+            for r in bad.itertuples()]
 
 
 def _header(df: pd.DataFrame, eff: pd.DataFrame, metas: list[dict[str, Any]], runs: list[str] | None) -> Section:

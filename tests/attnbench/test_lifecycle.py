@@ -90,9 +90,14 @@ def test_sigterm_of_run_keeps_rows_kills_the_cell_and_exits_143(tmp_path: Path) 
     T = "attnbench.measure.testing:"
     pidfile, scratch = tmp_path / "cell.pid", tmp_path / "tmp"
     scratch.mkdir()
-    cmd = [sys.executable, "-m", "attnbench", "run", "-m", f"{T}ExplicitSoftmax,{T}Sleepy", "--seq", "16",
-           "--mode", "infer", "--device", "cpu", "--min-time", "0.01", "--out", str(tmp_path), "--name", "r",
-           "-p", f"{T}Sleepy.pidfile={str(pidfile)!r}", "--no-plots"]
+    common = ["--seq", "16", "--mode", "infer", "--device", "cpu", "--min-time", "0.01", "--out", str(tmp_path),
+              "--name", "r", "--repeats", "1", "--no-plots"]
+    # a finished group first (rows are written when a group's rounds are over), then one that hangs in Sleepy
+    first = subprocess.run([sys.executable, "-m", "attnbench", "run", "-m", f"{T}ExplicitSoftmax", *common],
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    cmd = [sys.executable, "-m", "attnbench", "run", "-m", f"{T}ExplicitSoftmax,{T}Sleepy", *common, "--resume",
+           "-p", f"{T}Sleepy.pidfile={str(pidfile)!r}"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env={**os.environ, "TMPDIR": str(scratch)})
     try:

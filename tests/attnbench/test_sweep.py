@@ -15,7 +15,7 @@ import torch
 
 from attnbench.measure.testing import process_alive
 from attnbench.results import ALL_COLUMNS, load_results
-from attnbench.sweep import SweepConfig, plan_cells, run_sweep
+from attnbench.sweep import SweepConfig, plan_cells, plan_groups, run_sweep
 
 T = "attnbench.measure.testing:"
 OK, FAIL = T + "ExplicitSoftmax", T + "Failing"
@@ -23,7 +23,7 @@ OK, FAIL = T + "ExplicitSoftmax", T + "Failing"
 
 def cfg(**kw) -> SweepConfig:
     base = dict(models=[OK], seq_lens=[16], skeleton="layer", batch=1, modes=["infer"], device="cpu",
-                min_time=0.01, timeout=120)
+                min_time=0.01, timeout=120, repeats=2, max_retries=0)
     return SweepConfig(**{**base, **kw})
 
 
@@ -37,6 +37,8 @@ def cfg(**kw) -> SweepConfig:
     ({"batch": 0}, "bad batch"),
     ({"seq_lens": [0]}, "bad sequence length"),
     ({"shard": (2, 2)}, "bad shard"),
+    ({"repeats": 0}, "bad repeats"),
+    ({"max_retries": -1}, "bad max_retries"),
     ({"hparams": {OK: {"no_such_knob": 1}}}, "no_such_knob"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_bad_input_fails_before_any_cell(tmp_path: Path, kw: dict, match: str) -> None:
@@ -71,9 +73,18 @@ def test_shards_are_disjoint_and_cover_the_sweep() -> None:
     assert [c.key() for c in full[:2]] == [c.key() for c in plan_cells(base)[:2]]  # stable order
     halves = [plan_cells(cfg(models=[OK, FAIL], seq_lens=[16, 64, 144], modes=["infer", "train"], shard=(i, 2)))
               for i in range(2)]
-    for half in halves:  # both modes of a (model, N) stay together, and each shard gets a mix of N and modes
+    for half in halves:  # every model of an (N, mode) stays in one shard (its pairs), and shards mix N and modes
         assert {c.mode for c in half} == {"infer", "train"} and len({c.seq_len for c in half}) > 1
         assert len(half) == 6
+        for c in half:
+            assert {(d.model, d.seq_len, d.mode) for d in half} >= {(m, c.seq_len, c.mode) for m in (OK, FAIL)}
+
+
+def test_groups_hold_every_model_at_one_n_and_mode() -> None:
+    groups = plan_groups(cfg(models=["softmax", OK], seq_lens=[16, 64], modes=["infer", "train"]))
+    assert [[(c.model, c.seq_len, c.mode) for c in g] for g in groups] == [
+        [("softmax", 16, "infer"), (OK, 16, "infer")], [("softmax", 16, "train"), (OK, 16, "train")],
+        [("softmax", 64, "train"), (OK, 64, "train")], [("softmax", 64, "infer"), (OK, 64, "infer")]]
 
 
 def test_pyramid_cells_carry_only_the_overrides() -> None:
@@ -87,7 +98,7 @@ def test_sweep_rows_failures_resume(tmp_path: Path, cell_runner) -> None:
     seen = []
     df = run_sweep(cfg(models=[OK, FAIL], seq_lens=[16, 64]), run, runner=cell_runner,
                    on_cell=lambda spec, row, done, total: seen.append((spec.model, row["status"], done, total)))
-    assert [s[1] for s in seen] == ["ok", "ok", "error", "error"]  # the failing cell did not stop the sweep
+    assert [s[1] for s in seen] == ["ok", "error", "ok", "error"]  # the failing cell did not stop the sweep
     assert [s[2:] for s in seen] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert list(df.columns[:len(ALL_COLUMNS)]) == ALL_COLUMNS and len(df) == 4
     assert (run / "results.parquet").exists() and len(pd.read_parquet(run / "results.parquet")) == 4
@@ -95,6 +106,8 @@ def test_sweep_rows_failures_resume(tmp_path: Path, cell_runner) -> None:
     assert meta["config"]["models"] == [OK, FAIL] and meta["environment"]["torch"] == torch.__version__
     ok = df[df.status == "ok"]
     assert (ok.attn_macs == ok.attn_macs_formula).all() and (ok.latency_ms_median > 0).all()
+    assert [len(json.loads(v)) for v in ok.latency_ms_rounds] == [2, 2] and set(ok.trusted) <= {0, 1}
+    assert df.pair_group.nunique() == 2 and "machine" in meta and meta["machine"]["cells_timed"] == 2
 
     # resume: nothing finished runs again; a new N runs only its own cells
     again = []
@@ -106,11 +119,11 @@ def test_sweep_rows_failures_resume(tmp_path: Path, cell_runner) -> None:
     assert again == [144, 144] and len(df2) == 6
     assert len(json.loads((run / "meta.json").read_text())["resumed"]) == 2
 
-    # retry_failed: only the error cells run again, and their new rows are appended
+    # retry_failed: the groups of the error cells run again whole (their pairs stay in one set of rounds)
     retried = []
     df3 = run_sweep(cfg(models=[OK, FAIL], seq_lens=[16, 64, 144]), run, resume=True, retry_failed=True,
                     runner=cell_runner, on_cell=lambda spec, row, done, total: retried.append(spec.model))
-    assert retried == [FAIL] * 3 and len(df3) == 9
+    assert retried == [OK, FAIL] * 3 and len(df3) == 12
 
 
 def test_resume_refuses_a_corrupt_results_file(tmp_path: Path) -> None:
@@ -125,10 +138,12 @@ SCRIPT = """
 import sys
 from attnbench.sweep import SweepConfig, run_sweep
 T = "attnbench.measure.testing:"
+quick = SweepConfig(models=[T + "ExplicitSoftmax"], seq_lens=[16], device="cpu", min_time=0.01, repeats=1)
 config = SweepConfig(models=[T + "ExplicitSoftmax", T + "Sleepy"], seq_lens=[16], device="cpu", min_time=0.01,
-                     timeout=600, hparams={T + "Sleepy": {"pidfile": sys.argv[2]}})
+                     timeout=600, hparams={T + "Sleepy": {"pidfile": sys.argv[2]}}, repeats=1)
 try:
-    run_sweep(config, sys.argv[1])
+    run_sweep(quick, sys.argv[1])  # a finished group: its row is on disk
+    run_sweep(config, sys.argv[1], resume=True)  # the N=16 group runs again with Sleepy, which hangs
 except KeyboardInterrupt:
     sys.exit(130)
 """
@@ -198,3 +213,74 @@ def test_validation_errors_name_the_field(kw: dict, field: str) -> None:
     with pytest.raises(ConfigError) as e:
         validate(cfg(**kw))
     assert e.value.field == field and "\n" not in str(e.value)
+
+
+# ----------------------------------------------------------------------------- rounds, with a scripted runner
+
+
+class ScriptedRunner:
+    """Stands in for CellRunner: each model's calls return the next (ms, others' share, blocks) of its script."""
+
+    def __init__(self, script: dict[str, list[tuple[float, float, int | None]]]) -> None:
+        self.script = {m: list(v) for m, v in script.items()}
+        self.calls: list[tuple[str, bool, int | None, int | None]] = []
+
+    def run(self, spec, timeout=None, mem_limit_bytes=None) -> dict:
+        self.calls.append((spec.model, spec.timing_only, spec.threads, spec.min_blocks))
+        row = {**spec.base_row(), "status": "ok", "reason": None, "params": 1, "peak_mem_bytes": 1}
+        if spec.model == FAIL:
+            return {**row, "status": "error", "reason": "build: deliberate"}
+        ms, other, blocks = self.script[spec.model].pop(0)
+        return {**row, "latency_ms_median": ms, "latency_ms_iqr": ms / 100, "throughput_per_s": 1e3 / ms,
+                "timed_blocks": spec.min_blocks or blocks or 7, "num_threads": spec.threads,
+                "load_other_share": other, "load_avg_1m": 0.5}
+
+
+def scripted(tmp_path: Path, script: dict, models: list[str], **kw) -> tuple[ScriptedRunner, dict]:
+    runner = ScriptedRunner(script)
+    df = run_sweep(cfg(models=models, threads=1, repeats=3, max_retries=2, **kw), tmp_path / "run", runner=runner)
+    return runner, {r["model"]: r for r in df.to_dict("records")}
+
+
+def test_rounds_rotate_and_only_the_first_runs_every_probe(tmp_path: Path) -> None:
+    runner, rows = scripted(tmp_path, {"softmax": [(10.0, 0.0, 7)] * 3, OK: [(5.0, 0.0, 7)] * 3},
+                            ["softmax", OK, FAIL])
+    assert [(m, t) for m, t, _, _ in runner.calls] == [
+        ("softmax", False), (OK, False), (FAIL, False),  # round 1: fresh processes, every probe
+        (OK, True), ("softmax", True), ("softmax", True), (OK, True)]  # later rounds rotate; the failed cell stops
+    assert {th for _, _, th, _ in runner.calls} == {1}  # --threads forces the count
+    ok = rows[OK]
+    assert ok["trusted"] == 1 and json.loads(ok["latency_ms_rounds"]) == [5.0] * 3 and ok["rounds"] == 3
+    assert ok["timed_blocks"] == 21 and ok["latency_ms_median"] == 5.0
+    assert rows[FAIL]["status"] == "error" and pd.isna(rows[FAIL]["trusted"])
+    assert len({r["pair_group"] for r in rows.values()}) == 1
+
+
+def test_an_untrusted_cell_is_re_measured_with_the_baseline(tmp_path: Path) -> None:
+    # OK scatters over its first three rounds (median absolute deviation 3/8); two retries settle it
+    runner, rows = scripted(tmp_path, {"softmax": [(10.0, 0.0, 7)] * 5,
+                                       OK: [(5.0, 0, 7), (8.0, 0, 7), (12.0, 0, 7), (5.0, 0, 7), (5.0, 0, 7)]},
+                            ["softmax", OK])
+    assert [m for m, *_ in runner.calls].count("softmax") == 5  # the baseline ran in the retry rounds too
+    assert rows[OK]["trusted"] == 1 and json.loads(rows[OK]["latency_ms_rounds"]) == [5.0, 8.0, 12.0, 5.0, 5.0]
+    assert rows[OK]["latency_ms_median"] == 5.0 and rows[OK]["latency_rounds_max"] == 12.0
+
+
+def test_a_cell_still_untrusted_after_the_retries_says_why(tmp_path: Path) -> None:
+    # other processes take 1.8 of 2 cores in every round of OK while it runs 1 thread
+    runner, rows = scripted(tmp_path, {"softmax": [(10.0, 0.0, 7)] * 5, OK: [(50.0, 0.9, 7)] * 5},
+                            ["softmax", OK])
+    assert len(runner.calls) == 10  # 3 rounds + 2 retries, each with the baseline
+    bad = rows[OK]
+    assert bad["trusted"] == 0 and bad["untrusted_reason"].startswith("load: other processes took 1.8 of")
+    assert json.loads(bad["rounds_excluded"]) == [0, 1, 2, 3, 4] and bad["rounds"] == 0
+    assert rows["softmax"]["trusted"] == 1
+
+
+def test_too_few_blocks_asks_the_retry_for_more(tmp_path: Path) -> None:
+    # the baseline is slow (1 block a round): its retry asks for 7 blocks, and the whole group runs again with it
+    runner, rows = scripted(tmp_path, {"softmax": [(900.0, 0.0, 1)] * 4, OK: [(5.0, 0.0, 7)] * 4},
+                            ["softmax", OK])
+    assert runner.calls[-2:] == [(OK, True, 1, None), ("softmax", True, 1, 7)] or \
+        runner.calls[-2:] == [("softmax", True, 1, 7), (OK, True, 1, None)]
+    assert rows["softmax"]["trusted"] == 1 and rows["softmax"]["timed_blocks"] == 10

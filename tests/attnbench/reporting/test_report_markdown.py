@@ -59,3 +59,20 @@ def test_landmarks_note_gives_the_real_m_at_each_n():
     md = R.render_markdown(df[df.seq_len.isin([1024, 4096])])
     assert "(m = 16 at N=1,024, 64 at N=4,096 landmarks (sampler conv, stride 8))" in md
     assert "m = 64 landmarks" not in md
+
+
+def test_unconverged_pseudo_inverses_are_flagged_with_the_threshold():
+    import pandas as pd
+
+    from attnbench.reporting.sections import build_sections
+    from attnbench.results import ALL_COLUMNS
+
+    base = dict(scope="layer", skeleton="layer", batch=1, dtype="fp32", device="cpu", mode="infer", status="ok",
+                hparams="{}", latency_ms_median=1.0, latency_ms_iqr=0.01, peak_mem_bytes=1, macs=1, params=1)
+    df = pd.DataFrame([{**base, "model": "soft", "seq_len": 1024, "pinv_residual_max": 2.5},
+                       {**base, "model": "soft", "seq_len": 2048, "pinv_residual_max": 1e-6},
+                       {**base, "model": "softmax", "seq_len": 1024}], columns=ALL_COLUMNS)
+    sec = [s for s in build_sections(df) if s.title.startswith("Pseudo-inverses that did not converge")]
+    assert len(sec) == 1
+    text = " ".join(" ".join(b.items if hasattr(b, "items") else b.lines) for b in sec[0].blocks)
+    assert "N=1,024" in text and "2.5" in text and "0.01" in text and "N=2,048" not in text
