@@ -70,6 +70,8 @@ class CellSpec:
         threads: intra-op CPU threads for the whole cell (None: torch's default, one per core); recorded in the
             row's ``num_threads``; not part of the key.
         shard: ``"i/n"`` of the sweep that ran it, for the row; not part of the key.
+        peak_gflops: the run's calibrated matmul GFLOP/s for this dtype (``measure.calibrate``), for the row's
+            share of peak; not part of the key.
         timing_only: a later timing round: only the probes marked ``every_round`` (warm-up, timing) run; not part
             of the key.
         min_blocks: time at least this many blocks (a re-measured slow cell); None: the latency module's rule.
@@ -86,6 +88,7 @@ class CellSpec:
     min_time: float = field(default=0.5, compare=False)
     threads: int | None = field(default=None, compare=False)
     shard: str | None = field(default=None, compare=False)
+    peak_gflops: float | None = field(default=None, compare=False)
     timing_only: bool = field(default=False, compare=False)
     min_blocks: int | None = field(default=None, compare=False)
 
@@ -236,6 +239,7 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
             if p.needs_ok and row["status"] != "ok" or spec.timing_only and not p.every_round:
                 continue
             phase = p.phase
+            ctx.row = row
             row.update(p.run(ctx))
     except Exception as e:  # a failed cell is a row, never a crash
         status, reason = classify_exception(e)

@@ -21,7 +21,11 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["CellContext", "Probe", "probe", "PROBES", "PHASES", "probes_in_run_order"]
+__all__ = ["UNCONVERGED", "CellContext", "Probe", "probe", "PROBES", "PHASES", "probes_in_run_order"]
+
+# a pseudo-inverse whose residual ||I - A M||_F exceeds this is not one: its cell is flagged (float32 rounding alone
+# stays below it up to condition numbers of about 2e3)
+UNCONVERGED = 1e-2
 
 PHASES = ("setup", "warm-up", "memory", "flops", "diagnostics", "timing")
 
@@ -40,6 +44,7 @@ class CellContext:
         step: the one-step closure (set by the warm-up probe).
         attn_shapes: input shapes seen by the attention modules in the warm-up step.
         notes: what a probe could not measure (joined into an ``ok`` row's reason).
+        row: the row so far (what earlier probes measured).
     """
 
     spec: Any
@@ -51,6 +56,7 @@ class CellContext:
     step: Callable[[], torch.Tensor] | None = None
     attn_shapes: list[tuple[int, ...]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    row: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -193,7 +199,8 @@ def peak_memory(ctx: CellContext) -> dict[str, Any]:
 
 @probe("diagnostics", Column("pinv_residual_max", "float", "", "pinv resid",
                              "largest ||I - A M||_F over layers, heads and samples of the iterative pseudo-inverse "
-                             "(SOFT's Newton-Raphson, Nystrom's pinv) in one forward; empty for methods without one"))
+                             "(SOFT's Newton-Raphson, Nystrom's pinv) in one forward; above UNCONVERGED (1e-2: the inverse is off "
+                             "by more than 1 %) the report flags the cell; empty for methods without one"))
 def pinv_residual(ctx: CellContext) -> dict[str, Any]:
     """One extra, untimed forward with residual tracking on: is the "inverse" an inverse?"""
     import torch
@@ -243,3 +250,36 @@ def latency(ctx: CellContext) -> dict[str, Any]:
                 num_threads=lat.num_threads, timed_blocks=lat.blocks, load_other_share=window.stop(),
                 load_avg_1m=machine.load_avg_1m(), cpu_governor=machine.governor(window.cpus))
 
+
+def _achieved_gflops(row: dict[str, Any]) -> float | None:
+    from attnbench.measure.calibrate import flops_per_step
+
+    macs, ms = row.get("macs"), row.get("latency_ms_median")
+    if not _number(macs) or not _number(ms):
+        return None
+    return flops_per_step(float(macs), row.get("mode", "infer")) / (float(ms) * 1e-3) / 1e9
+
+
+def _peak_share(row: dict[str, Any]) -> float | None:
+    achieved, peak = _achieved_gflops(row), row.get("peak_gflops")
+    return achieved / float(peak) if achieved is not None and _number(peak) else None
+
+
+def _number(v: Any) -> bool:
+    try:
+        return v is not None and float(v) > 0 and float(v) < float("inf")
+    except (TypeError, ValueError):
+        return False
+
+
+@probe("timing",
+       Column("peak_gflops", "float", "GFLOP/s", "peak GFLOP/s",
+              "the run's calibrated matmul GFLOP/s for the cell's dtype (measure.calibrate; meta.json)"),
+       Column("achieved_gflops", "float", "GFLOP/s", "GFLOP/s",
+              "FLOPs of one step (2 x macs; x3 for a training step) / median latency", derive=_achieved_gflops),
+       Column("peak_share", "float", "", "of peak", "achieved_gflops / peak_gflops: how close to the machine's "
+              "limit (low: bound by memory traffic or overheads)", derive=_peak_share),
+       needs_ok=True)
+def efficiency(ctx: CellContext) -> dict[str, Any]:
+    """The calibrated peak this cell is judged against; the derived columns follow from the final row."""
+    return {"peak_gflops": ctx.spec.peak_gflops}
