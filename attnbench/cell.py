@@ -66,6 +66,7 @@ class CellSpec:
         device: ``cpu``, ``cuda`` or ``cuda:i``.
         mode: ``infer`` or ``train``.
         hparams: the attention's hyper-parameters as sorted JSON (a dict is accepted and normalised).
+        compile: ``torch.compile`` mode for the skeleton (``default``, ``max-autotune``, ...); empty: eager.
         min_time: seconds of timing (at least 7 ``Timer.timeit`` blocks); not part of the key.
         threads: intra-op CPU threads for the whole cell (None: torch's default, one per core); recorded in the
             row's ``num_threads``; not part of the key.
@@ -85,6 +86,7 @@ class CellSpec:
     device: str = "cpu"
     mode: str = "infer"
     hparams: str = "{}"
+    compile: str = ""
     min_time: float = field(default=0.5, compare=False)
     threads: int | None = field(default=None, compare=False)
     shard: str | None = field(default=None, compare=False)
@@ -120,7 +122,7 @@ class CellSpec:
         """The row's identifying columns; measurements are added by :func:`run_cell`."""
         return {"model": self.model, "scope": self.scope, "skeleton": self.skeleton, "seq_len": self.seq_len,
                 "batch": self.batch, "dtype": self.dtype, "device": self.device, "mode": self.mode,
-                "hparams": self.hparams, "shard": self.shard}
+                "hparams": self.hparams, "compile": self.compile, "shard": self.shard}
 
 
 def key_of(row: dict[str, Any]) -> tuple:
@@ -134,6 +136,8 @@ def key_of(row: dict[str, Any]) -> tuple:
             v = _hparams_json(v if isinstance(v, (str, dict)) else None)
         elif c in ("seq_len", "batch"):
             v = int(v)
+        elif c == "compile" and (v is None or v != v):  # absent (older runs) or NaN: eager
+            v = ""
         out.append(str(v))
     return tuple(out)
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, get_args
 
 __all__ = ["Mode", "Dtype", "DeviceKind", "Isolation", "MODES", "DTYPES", "DEVICE_KINDS", "ISOLATIONS",
-           "ConfigError", "ref", "check_choice", "check_positive", "check_at_most", "check_seq_len", "check_modes",
+           "COMPILE_MODES", "ConfigError", "ref", "check_choice", "check_positive", "check_at_most", "check_seq_len",
+           "check_modes", "check_compile",
            "check_device", "resolve_device", "check_hparam_keys", "check_hparam_values", "SweepConfig", "validate",
            "MAX_SEQ_LEN", "MAX_BATCH", "MAX_TIMEOUT", "MAX_MIN_TIME", "MAX_THREADS", "MAX_MEM_LIMIT"]
 
@@ -25,10 +26,12 @@ Mode = Literal["infer", "train"]
 Dtype = Literal["fp32", "bf16", "fp16"]  # fp32, or autocast to bf16/fp16 (the weights stay fp32)
 DeviceKind = Literal["cpu", "cuda"]
 Isolation = Literal["fork", "spawn"]
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]  # torch.compile's
 MODES: tuple[Mode, ...] = get_args(Mode)
 DTYPES: tuple[Dtype, ...] = get_args(Dtype)
 DEVICE_KINDS: tuple[DeviceKind, ...] = get_args(DeviceKind)
 ISOLATIONS: tuple[Isolation, ...] = get_args(Isolation)
+COMPILE_MODES: tuple[CompileMode, ...] = get_args(CompileMode)
 
 # Upper bounds of the numeric options: beyond them a value is a typo, and would overflow something (the int64
 # columns of results.parquet, a C time_t, setrlimit) only after a cell had spent its time.
@@ -179,6 +182,8 @@ class SweepConfig:
         max_retries: extra rounds for a cell that fails the trust rules, before it is marked untrusted.
         force: run cells whose estimated memory exceeds the machine's (or ``mem_limit``) too; by default they are
             planned as ``skipped`` rows giving the estimate (``attnbench.memory``).
+        compile: ``torch.compile`` (inductor) mode applied to the skeleton of every cell, or None for eager. The
+            compile time is its own column, never in the latency; a method that fails to compile is an error row.
     """
 
     models: list[str]
@@ -198,6 +203,21 @@ class SweepConfig:
     repeats: int = 3
     max_retries: int = 2
     force: bool = False
+    compile: CompileMode | None = None
+
+
+def check_compile(mode: str | None, device: str) -> None:
+    """A torch.compile mode, and on a CPU the C++ compiler inductor needs (``CXX``, else g++/c++/clang++ on PATH)."""
+    if mode is None:
+        return
+    check_choice("compile", mode, COMPILE_MODES)
+    if not device.startswith("cuda"):
+        import os
+        import shutil
+
+        if not any(shutil.which(c) for c in (os.environ.get("CXX") or "", "g++", "c++", "clang++") if c):
+            raise ConfigError("compile", f"{ref('compile')} on a CPU needs a C++ compiler for inductor and none was "
+                                         "found (set CXX, or install g++ or clang++)")
 
 
 def validate(config: SweepConfig) -> str:
@@ -217,6 +237,7 @@ def validate(config: SweepConfig) -> str:
     check_positive("mem_limit", config.mem_limit, "bytes > 0 or None", optional=True)
     check_at_most("mem_limit", config.mem_limit, MAX_MEM_LIMIT, "1 EiB, the range of setrlimit")
     check_choice("isolation", config.isolation, ISOLATIONS)
+    check_compile(config.compile, config.device)
     check_positive("repeats", config.repeats, "a count of rounds >= 1", integer=True)
     if isinstance(config.max_retries, bool) or not isinstance(config.max_retries, int) or config.max_retries < 0:
         raise ConfigError("max_retries", f"bad {ref('max_retries')} {config.max_retries!r}; expected a count >= 0")

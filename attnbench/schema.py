@@ -74,6 +74,8 @@ IDENTITY = (
     Column("mode", "text", label="mode", doc="infer (forward, no grad) or train (forward+backward+step)",
            core=True, key=True),
     Column("hparams", "json", label="hparams", doc="the attention's hyper-parameters as sorted JSON", key=True),
+    Column("compile", "text", label="compile", doc="torch.compile mode the skeleton ran under (empty: eager)",
+           key=True),
 )
 OUTCOME = (
     Column("status", "text", label="status", doc=f"one of {', '.join(STATUSES)}", core=True),

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from attnbench.cli._common import abort, user_errors
-from attnbench.config import DTYPES, MODES, ConfigError, ref
+from attnbench.config import COMPILE_MODES, DTYPES, MODES, ConfigError, ref
 from attnbench.skeletons import describe as describe_skeletons
 
 __all__ = ["run", "DEFAULTS", "parse_shard", "parse_modes", "parse_mem", "default_run_name", "prepare_run_dir"]
@@ -129,12 +129,17 @@ def prepare_run_dir(out: str | Path, name: str, resume: bool) -> Path:
 @click.option("--force", is_flag=True, help="Also run cells whose estimated memory (a lower bound from the method's "
                                             "closed form) exceeds the machine's RAM, the GPU's memory or --mem-limit; "
                                             "by default they are skipped rows giving the estimate.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile (inductor) the skeleton of every cell; the "
+                                                          "compile time is a column apart, never in the latency.")
+@click.option("--compile-mode", type=click.Choice(COMPILE_MODES), default=None,
+              help="torch.compile's mode (implies --compile)  [default: default]")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @user_errors
 def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str, device: str, out: str,
         name: str | None, resume: bool, retry_failed: bool, timeout: float, min_time: float, threads: int | None,
         repeats: int, max_retries: int, shard: str | None,
-        hparams: tuple[str, ...], mem_limit: str | None, force: bool, no_plots: bool) -> None:
+        hparams: tuple[str, ...], mem_limit: str | None, force: bool, compile_: bool, compile_mode: str | None,
+        no_plots: bool) -> None:
     """Measure params, FLOPs, peak memory and latency of attentions across sequence lengths.
 
     Each (model, N, mode) cell runs in its own subprocess with a timeout; rows are appended to
@@ -164,7 +169,8 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
     config = SweepConfig(models=names, seq_lens=seq_lens, skeleton=skeleton, batch=batch, dtype=dtype, modes=modes,
                          device=device, hparams=resolve_hparams(list(hparams)), timeout=timeout, min_time=min_time,
                          threads=threads, mem_limit=mem_bytes, shard=shard_t, force=force, repeats=repeats,
-                         max_retries=max_retries)
+                         max_retries=max_retries,
+                         compile=compile_mode or ("default" if compile_ else None))
     config.device = dev = validate(config)  # every check before the run directory exists; auto -> cpu or cuda
     from attnbench.sweep import run_sweep
 

@@ -45,6 +45,7 @@ class CellContext:
         attn_shapes: input shapes seen by the attention modules in the warm-up step.
         notes: what a probe could not measure (joined into an ``ok`` row's reason).
         row: the row so far (what earlier probes measured).
+        eager: the uncompiled model when ``model`` is its ``torch.compile`` wrapper (``spec.compile``), else None.
     """
 
     spec: Any
@@ -57,6 +58,12 @@ class CellContext:
     attn_shapes: list[tuple[int, ...]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     row: dict[str, Any] = field(default_factory=dict)
+    eager: nn.Module | None = None
+
+    @property
+    def eager_model(self) -> nn.Module:
+        """The model before ``torch.compile`` (fvcore traces it; extra forwards use it to avoid recompiling)."""
+        return self.model if self.eager is None else self.eager
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,34 @@ def params(ctx: CellContext) -> dict[str, Any]:
     return {"params": sum(p.numel() for p in ctx.model.parameters())}
 
 
+@probe("setup", Column("compile_s", "float", "s", "compile s",
+                       "seconds of the first compiled step, compilation included (torch.compile); never in the "
+                       "latency; empty when eager"), every_round=True)
+def compile_model(ctx: CellContext) -> dict[str, Any]:
+    """``torch.compile`` the skeleton (``spec.compile``) and run one step so that compilation happens here, timed
+    apart; a failure is an error row with the compiler's first line."""
+    if not ctx.spec.compile:
+        return {"compile_s": None}
+    import time
+
+    import torch
+
+    from attnbench.measure.step import make_step
+
+    ctx.eager = ctx.model
+    ctx.model = torch.compile(ctx.model, mode=ctx.spec.compile)
+    t0 = time.perf_counter()
+    try:
+        make_step(ctx.model, ctx.x, mode=ctx.spec.mode, dtype=ctx.spec.dtype,
+                  num_classes=getattr(ctx.eager, "num_classes", None))()
+    except Exception as e:  # noqa: BLE001 - any compiler failure becomes the row's one-line reason
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), "")
+        raise RuntimeError(f"torch.compile failed: {type(e).__name__}: {first}") from None
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize(ctx.device)
+    return {"compile_s": time.perf_counter() - t0}
+
+
 @probe("warm-up", Column("backend", "text", label="backend", doc="the kernel that ran (softmax's SDPA backend)"),
        every_round=True)
 def warm_up(ctx: CellContext) -> dict[str, Any]:
@@ -124,7 +159,7 @@ def warm_up(ctx: CellContext) -> dict[str, Any]:
     import torch
     from torch import nn
 
-    from attnbench.measure.step import DTYPES, make_step
+    from attnbench.measure.step import DTYPES, autocast, make_step
 
     spec = ctx.spec
     allowed = {DTYPES["fp32"], DTYPES[spec.dtype]}  # under autocast a module may return the autocast dtype
@@ -138,8 +173,13 @@ def warm_up(ctx: CellContext) -> dict[str, Any]:
         m.register_forward_pre_hook(lambda _m, args: ctx.attn_shapes.append(tuple(args[0].shape))),
         m.register_forward_hook(check))]
     ctx.step = make_step(ctx.model, ctx.x, mode=spec.mode, dtype=spec.dtype,
-                         num_classes=getattr(ctx.model, "num_classes", None))
+                         num_classes=getattr(ctx.eager_model, "num_classes", None))
     try:
+        if ctx.eager is not None:  # compiled: the checks run on an eager forward (hooks would force a recompile)
+            with torch.no_grad(), autocast(ctx.device, spec.dtype):
+                ctx.eager(ctx.x)
+            for h in hooks:
+                h.remove()
         out = ctx.step()
     finally:
         for h in hooks:
@@ -178,8 +218,8 @@ def _formula_macs(ctx: CellContext) -> int | None:
 def flops(ctx: CellContext) -> dict[str, Any]:
     from attnbench.measure.flops import count_flops
 
-    ctx.model.eval()
-    fc = count_flops(ctx.model, ctx.x, attn_modules=ctx.skel.attn_modules)
+    ctx.eager_model.eval()
+    fc = count_flops(ctx.eager_model, ctx.x, attn_modules=ctx.skel.attn_modules)
     return dict(macs=fc.macs, flops=fc.flops, elementwise_flops=fc.elementwise_flops,
                 flops_uncounted_ops=list(fc.uncounted_ops), attn_macs=fc.attn_macs,
                 attn_macs_formula=_formula_macs(ctx))
@@ -214,9 +254,9 @@ def pinv_residual(ctx: CellContext) -> dict[str, Any]:
     try:
         for m in mods:
             m.track_residual = True
-        ctx.model.eval()
+        ctx.eager_model.eval()
         with torch.no_grad(), autocast(ctx.device, ctx.spec.dtype):
-            ctx.model(ctx.x)
+            ctx.eager_model(ctx.x)
         vals = [float(torch.as_tensor(m.last_residual).max()) for m in mods if m.last_residual is not None]
     finally:
         for m, t in zip(mods, saved):
