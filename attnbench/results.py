@@ -100,18 +100,26 @@ class RunLock:
     """One writer per run directory: an exclusive ``fcntl.flock`` on ``<run_dir>/.lock`` holding the owner's PID.
 
     A second process (``run`` or ``train`` into the same folder) gets a one-line ValueError naming the holder's PID.
-    The kernel drops the lock when the holder dies, however it dies, so a crashed run never leaves it stale.
+    The kernel drops the lock when the holder dies, however it dies, so a crashed run never leaves it stale. Within
+    the process that holds it, a nested RunLock on the same folder (a train sweep around each training) is a no-op.
     """
 
     NAME = ".lock"
+    _held: dict[Path, int] = {}  # lock files this process holds -> nesting depth
 
     def __init__(self, run_dir: str | Path) -> None:
         self.path = Path(run_dir) / self.NAME
         self._fd: int | None = None
+        self._key: Path | None = None
 
     def __enter__(self) -> RunLock:
         import fcntl
 
+        key = self.path.resolve()
+        if key in RunLock._held:
+            RunLock._held[key] += 1
+            self._key = key
+            return self
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -122,10 +130,16 @@ class RunLock:
                              "wait for it or choose another --name/--out") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
+        self._fd, self._key = fd, key
+        RunLock._held[key] = 1
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if self._key is not None:
+            RunLock._held[self._key] -= 1
+            if not RunLock._held[self._key]:
+                del RunLock._held[self._key]
+            self._key = None
         if self._fd is not None:
             os.close(self._fd)  # closing releases the flock
             self._fd = None

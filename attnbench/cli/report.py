@@ -10,7 +10,22 @@ import click
 
 from attnbench.cli._common import user_errors
 
-__all__ = ["report_cmd", "join_runs"]
+__all__ = ["report_cmd", "join_runs", "check_out"]
+
+
+def check_out(run_dirs: list[Path], out: Path, *, joining: bool) -> None:
+    """Refuse an ``out`` whose writing would destroy results: one of the runs being joined (``joining``), or a folder
+    holding another run's results.csv. Re-rendering one run in place is fine. A one-line ValueError, before anything
+    is written."""
+    inputs = {d.resolve() for d in run_dirs}
+    if out.resolve() in inputs:
+        if joining:
+            raise ValueError(f"--out {out} is one of the runs being joined: its results.csv and meta.json would be "
+                             "replaced; choose a new folder")
+        return
+    if (out / "results.csv").exists():
+        raise ValueError(f"--out {out} holds another run's results.csv, which a report there would mix with; choose "
+                         "a new or empty folder")
 
 
 def join_runs(run_dirs: list[Path], out: Path) -> Path:
@@ -18,10 +33,9 @@ def join_runs(run_dirs: list[Path], out: Path) -> Path:
     from attnbench.reporting import load_runs
     from attnbench.results import ALL_COLUMNS, write_meta, write_parquet
 
+    check_out(run_dirs, out, joining=True)
     df, metas = load_runs(run_dirs)
     out.mkdir(parents=True, exist_ok=True)
-    if (out / "results.csv").exists() and out.resolve() not in {d.resolve() for d in run_dirs}:
-        raise ValueError(f"--out {out} already holds a run; choose an empty folder")
     cols = ALL_COLUMNS + [c for c in df.columns if c not in ALL_COLUMNS and c != "run"] + ["run"]
     tmp = out / "results.csv.tmp"
     df[cols].to_csv(tmp, index=False)
@@ -59,8 +73,13 @@ def report_cmd(run_dirs: tuple[Path, ...], out: Path | None, baseline: str | Non
     """
     from attnbench.reporting import load_runs, report, rich_tables
 
-    dirs = list(dict.fromkeys(run_dirs))
+    unique: dict[Path, Path] = {}
+    for d in run_dirs:  # the same folder twice (however spelt) is one run
+        unique.setdefault(d.resolve(), d)
+    dirs = list(unique.values())
     load_runs(dirs)  # every input is checked (missing, corrupt) before anything is written
+    if out is not None:
+        check_out(dirs, out, joining=len(dirs) > 1)
     if len(dirs) > 1:
         out = out or dirs[0].parent / f"joined-{time.strftime('%Y%m%d-%H%M%S')}"
         try:

@@ -1,11 +1,11 @@
 """``attnbench train``: trained accuracy of one attention in one skeleton (a thin shell over attnbench.train)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from attnbench.cli._common import user_errors
+from attnbench.cli._common import abort, user_errors
 from attnbench.skeletons import FAMILIES
 from attnbench.train.config import AMPS, DEVICES, PROGRESS, RECIPES
 from attnbench.train.data import DATA_HELP
@@ -88,6 +88,8 @@ Under torchrun, --batch-size is per process; rank 0 alone writes. --resume conti
 @click.option("--log-interval", type=int, default=50, show_default=True, help="Steps between plain log lines.")
 @click.option("--progress", type=click.Choice(PROGRESS), default="auto", show_default=True,
               help="auto = rich bars on a terminal, plain lines otherwise.")
+@click.option("--skip-corrupt", is_flag=True, help="Skip image files that cannot be read (counted, and reported in the "
+                                                   "results row); by default the first one stops the run, naming it.")
 @user_errors
 def train(hparams: tuple[str, ...], **opts: Any) -> None:
     """Train one attention inside an identical skeleton and append its top-1/top-5 row to <out>/results.csv.
@@ -102,4 +104,17 @@ def train(hparams: tuple[str, ...], **opts: Any) -> None:
     unknown = [m for m in per_model if m != opts["model"]]
     if unknown:
         raise ValueError(f"--hparam for {unknown[0]!r} but --model is {opts['model']!r}")
-    run_training(TrainConfig(hparams=per_model.get(opts["model"], {}), **opts))
+    try:
+        run_training(TrainConfig(hparams=per_model.get(opts["model"], {}), **opts))
+    except KeyboardInterrupt as e:
+        _interrupted(e)
+
+
+def _interrupted(e: KeyboardInterrupt) -> NoReturn:
+    """Ctrl-C (exit 130) or SIGTERM (``runner.Terminated``, exit 143): one line; the checkpoint of the last finished
+    epoch is on disk (written atomically after every epoch)."""
+    from attnbench.runner import Terminated
+
+    code, what = (143, "terminated (SIGTERM)") if isinstance(e, Terminated) else (130, "interrupted")
+    abort(f"{what}: every finished epoch is in the run's checkpoint; continue with the same command and --resume",
+          code)

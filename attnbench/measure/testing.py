@@ -12,7 +12,8 @@ import time
 import torch
 from torch import Tensor, nn
 
-__all__ = ["process_alive", "ExplicitSoftmax", "Failing", "Sleepy", "NaNOut", "Hungry", "WrongShape"]
+__all__ = ["process_alive", "ExplicitSoftmax", "Failing", "Sleepy", "NaNOut", "Hungry", "WrongShape", "CannotRunHere",
+           "BrokenInit"]
 
 
 def process_alive(pid: int) -> bool:
@@ -101,3 +102,22 @@ class WrongShape(ExplicitSoftmax):
     def forward(self, x: Tensor, hw: tuple[int, int] | None = None) -> Tensor:
         out = super().forward(x, hw)
         return out[:, :1] if self.cut == "tokens" else out[..., : out.shape[-1] // 2]
+
+
+class CannotRunHere(ExplicitSoftmax):
+    """Declares that it cannot run anywhere (``not_supported_reason``): a ``skipped`` cell, never built."""
+
+    @classmethod
+    def not_supported_reason(cls, *, device: str, dtype: str, seq_len: int, hparams: dict,
+                             hw: tuple[int, int] | None = None) -> str | None:
+        return f"deliberately unsupported on {device}"
+
+    def __init__(self, *args: object, **kw: object) -> None:
+        raise AssertionError("built although not_supported_reason said no")
+
+
+class BrokenInit(ExplicitSoftmax):
+    """Raises ValueError in ``__init__``: a bug, so an ``error`` cell (which ``--retry-failed`` runs again)."""
+
+    def __init__(self, *args: object, **kw: object) -> None:
+        raise ValueError("deliberate failure in __init__ for the harness tests")

@@ -14,7 +14,7 @@ import pandas as pd
 
 from attnbench.results import ALL_COLUMNS, KEY_COLUMNS, NUMERIC_COLUMNS, load_results, read_meta
 
-__all__ = ["GROUP", "load_runs", "train_mask",
+__all__ = ["GROUP", "load_runs", "run_labels", "train_mask",
            "ensure_schema", "efficiency", "model_order", "canon_hparams", "parse_hparams", "as_list",
            "variant_labels", "labelled", "groups", "select"]
 
@@ -33,22 +33,35 @@ def load_runs(run_dirs: str | Path | Iterable[str | Path]) -> tuple[pd.DataFrame
     if not dirs:
         raise ValueError("no run directories given")
     frames, metas = [], []
-    for d in dirs:
+    for d, label in zip(dirs, run_labels(dirs)):
         if not d.is_dir():
             raise ValueError(f"not a run directory: {d} (expected a folder holding results.csv)")
         if not (d / "results.csv").exists():
             raise ValueError(f"no results.csv in {d}; is it an attnbench run directory?")
         df = load_results(d)
         # a joined run (attnbench report A B --out J) keeps each row's source run and the sources' metas
-        df["run"] = df["run"].fillna(d.name) if "run" in df.columns else d.name
+        df["run"] = df["run"].fillna(label) if "run" in df.columns else label
         frames.append(df)
         meta = read_meta(d)
         if isinstance(meta.get("runs"), list) and meta["runs"]:
             metas += [m for m in meta["runs"] if isinstance(m, dict)]
         elif meta:
-            metas.append({**_flat_meta(meta), "run": d.name})
+            metas.append({**_flat_meta(meta), "run": label})
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     return _dedupe(df), metas
+
+
+def run_labels(dirs: list[Path]) -> list[str]:
+    """Each run's label in the ``run`` column: its folder's name, or, where another run's folder has the same name,
+    as many parent folders as tell them apart (``gpu/run1`` and ``cpu/run1``)."""
+    parts = [d.resolve().parts for d in dirs]
+    labels = []
+    for i, p in enumerate(parts):
+        k = 1
+        while k < len(p) and any(q[-k:] == p[-k:] for j, q in enumerate(parts) if j != i):
+            k += 1
+        labels.append("/".join(p[-k:]))
+    return labels
 
 
 def _flat_meta(meta: dict[str, Any]) -> dict[str, Any]:

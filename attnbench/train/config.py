@@ -7,6 +7,7 @@ set by the caller always win. This module imports neither torch nor timm, so ``-
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -43,11 +44,15 @@ SMALL: dict[str, Any] = dict(
 RECIPES: dict[str, dict[str, Any]] = {"deit": DEIT, "small": SMALL}
 RECIPE_FIELDS = tuple(DEIT)
 # fields that may differ between a checkpoint and the run that resumes it
-RESUMABLE_CHANGES = ("epochs", "out", "resume", "stop_after", "workers", "progress", "log_interval")
+RESUMABLE_CHANGES = ("epochs", "out", "resume", "stop_after", "workers", "progress", "log_interval", "skip_corrupt")
 # the lower bound of each numeric recipe field (checked after the recipe fills them)
 AT_LEAST_ONE = ("epochs", "batch_size", "lr_base_batch")
 NON_NEGATIVE = ("lr", "min_lr", "warmup_lr", "weight_decay", "drop_path", "smoothing", "mixup", "cutmix", "reprob",
-                "color_jitter", "warmup_epochs", "cooldown_epochs", "workers")
+                "color_jitter", "warmup_epochs", "cooldown_epochs", "workers", "clip_grad")
+# every float field: finite (inf and nan are refused before the recipe runs), and the rates below 1
+FLOATS = ("lr", "min_lr", "warmup_lr", "weight_decay", "clip_grad", "drop_path", "smoothing", "mixup", "cutmix",
+          "reprob", "color_jitter", "ema_decay")
+BELOW_ONE = ("drop_path", "smoothing", "ema_decay")
 
 
 @dataclass
@@ -76,6 +81,8 @@ class TrainConfig:
         stop_after: stop cleanly after this many epochs of this invocation (time-sliced jobs); resume later.
         log_interval: steps between plain log lines.
         progress: ``auto`` (rich bars on a terminal), ``rich`` or ``plain``.
+        skip_corrupt: an image file that cannot be read is skipped (counted, and reported in the results row);
+            without it, it stops the run with a one-line error naming the file.
     """
 
     model: str = "softmax"
@@ -116,6 +123,7 @@ class TrainConfig:
     stop_after: int | None = None
     log_interval: int = 50
     progress: Progress = "auto"
+    skip_corrupt: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -143,10 +151,23 @@ def resolve_recipe(cfg: TrainConfig, generated: bool) -> TrainConfig:
 
 
 def _check_ranges(cfg: TrainConfig) -> None:
+    if cfg.out is not None and not str(cfg.out).strip():
+        raise ConfigError("out", f"{ref('out')} is empty; give a folder (or leave it out: results/train-<data>)")
+    for k in ("img_size", "patch_size"):  # 0 is not "the default"
+        if getattr(cfg, k) is not None and getattr(cfg, k) < 1:
+            raise ConfigError(k, f"{ref(k)} must be at least 1 (or left out for the data's default), got "
+                                 f"{getattr(cfg, k)}")
+    for k in FLOATS:
+        v = getattr(cfg, k)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            raise ConfigError(k, f"{ref(k)} must be a finite number, got {v!r}")
     bounds = ([(k, 1, "at least 1") for k in AT_LEAST_ONE] + [("depth", 0, "non-negative")] * (cfg.depth is not None)
               + [(k, 0, "non-negative") for k in NON_NEGATIVE])
     for k, low, what in bounds:
         if getattr(cfg, k) < low:
             raise ConfigError(k, f"{ref(k)} must be {what}, got {getattr(cfg, k)}")
-    if not 0 <= cfg.ema_decay < 1:
-        raise ConfigError("ema_decay", f"{ref('ema_decay')} must be in [0, 1), got {cfg.ema_decay}")
+    for k in BELOW_ONE:
+        if not 0 <= getattr(cfg, k) < 1:
+            raise ConfigError(k, f"{ref(k)} must be in [0, 1), got {getattr(cfg, k)}")
+    if cfg.reprob > 1:
+        raise ConfigError("reprob", f"{ref('reprob')} is a probability, in [0, 1]; got {cfg.reprob}")

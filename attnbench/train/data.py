@@ -13,7 +13,8 @@ from typing import Any
 
 from attnbench.config import ConfigError, ref
 
-__all__ = ["DATA_HELP", "DataSpec", "parse_data_spec", "DataInfo", "build_datasets", "GENERATED"]
+__all__ = ["DATA_HELP", "DataSpec", "parse_data_spec", "DataInfo", "build_datasets", "GENERATED", "CorruptImageError",
+           "CheckedImages", "corrupt_images"]
 
 GENERATED = ("shapes", "pathfinder")
 REAL = ("imagenet", "cifar10", "cifar100", "folder")
@@ -175,12 +176,78 @@ def _need_dir(path: Path, what: str) -> None:
         raise FileNotFoundError(f"{what}: {path} is not a folder" if path.exists() else f"{what}: {path} not found")
 
 
+class CorruptImageError(ValueError):
+    """An image file that cannot be read: one line naming the file, also after a DataLoader worker re-raised it (the
+    worker's traceback, which the loader appends to the message, is dropped)."""
+
+    def __init__(self, message: str) -> None:
+        marker = f"{type(self).__name__}: "
+        ours = [ln.split(marker, 1)[1] for ln in message.splitlines() if marker in ln]
+        super().__init__(ours[-1] if ours else message)
+
+
+def _open_image(path: str) -> Any:
+    """The image at ``path`` in RGB (torchvision's loader), or a CorruptImageError naming the file."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        why = ("not an image PIL can identify" if isinstance(e, Image.UnidentifiedImageError)
+               else str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise CorruptImageError(f"cannot read image {path}: {why}; replace or delete it, or skip unreadable images "
+                                "(--skip-corrupt)") from None
+
+
+class CheckedImages:
+    """Images ``indices`` of an ImageFolder (all of them by default), opened lazily when a batch needs them.
+
+    An unreadable image raises :class:`CorruptImageError` naming the file; with ``skip`` it is recorded (in memory
+    shared with the loader's worker processes) and the next readable image of the same set is returned in its place,
+    so that batches keep their size.
+    """
+
+    def __init__(self, folder: Any, indices: list[int] | None = None, *, skip: bool = False) -> None:
+        import multiprocessing
+
+        self.dataset = folder  # torch's Subset names: dataset, indices
+        self.indices = list(range(len(folder))) if indices is None else list(indices)
+        self.classes = folder.classes
+        self.bad = multiprocessing.RawArray("b", len(self.indices)) if skip else None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        if self.bad is None:
+            return self.dataset[self.indices[i]]
+        for k in range(len(self.indices)):
+            j = (i + k) % len(self.indices)
+            try:
+                return self.dataset[self.indices[j]]
+            except CorruptImageError:
+                self.bad[j] = 1
+        raise CorruptImageError(f"none of the {len(self.indices)} images under {self.dataset.root} can be read")
+
+    def corrupt(self) -> list[str]:
+        """The files skipped as unreadable so far (by this process and its loader workers)."""
+        if self.bad is None:
+            return []
+        return [self.dataset.samples[self.indices[j]][0] for j, flag in enumerate(bytes(self.bad)) if flag]
+
+
+def corrupt_images(*datasets: Any) -> list[str]:
+    """The unreadable files skipped so far in ``datasets`` (empty for datasets that never skip)."""
+    return sorted({p for ds in datasets if isinstance(ds, CheckedImages) for p in ds.corrupt()})
+
+
 def _image_folder(root: Path, transform: Any, what: str):
     from torchvision.datasets import ImageFolder
 
     _need_dir(root, what)
     try:
-        return ImageFolder(str(root), transform=transform)
+        return ImageFolder(str(root), transform=transform, loader=_open_image)  # images are opened when used
     except (FileNotFoundError, RuntimeError) as e:  # no class folders, or class folders with no images
         raise ValueError(f"{what}: no images under {root} ({str(e).splitlines()[0]}); expected "
                          f"{root}/<class>/<image>.jpg|png|...") from None
@@ -228,6 +295,7 @@ def build_datasets(spec: DataSpec, img_size: int, cfg: Any) -> tuple[Any, Any, D
                                 color_jitter=cfg.color_jitter, **common)
     val_tf = create_transform(is_training=False, crop_pct=1.0 if small else 0.875, **common)
     root = Path(spec.root)
+    skip = bool(getattr(cfg, "skip_corrupt", False))
     if spec.kind in ("cifar10", "cifar100"):
         train, val = _cifar(spec, train_tf, val_tf)
         classes = len(train.classes)
@@ -238,14 +306,16 @@ def build_datasets(spec: DataSpec, img_size: int, cfg: Any) -> tuple[Any, Any, D
         classes = len(train.classes)
         if val.classes != train.classes:
             raise ValueError(f"{spec.kind}: {root}/train and {root}/val have different class folders")
+        train, val = CheckedImages(train, skip=skip), CheckedImages(val, skip=skip)
     else:
         full_tr = _image_folder(root, train_tf, spec.kind)
         full_va = _image_folder(root, val_tf, spec.kind)
-        train_idx, val_idx, Subset = _split_folder(full_tr)
+        train_idx, val_idx, _ = _split_folder(full_tr)
         if not val_idx:
             raise ValueError(f"folder: {root} has too few images to split (every 10th image of a class is "
                              "validation); add images or give train/ and val/ folders")
-        train, val, classes = Subset(full_tr, train_idx), Subset(full_va, val_idx), len(full_tr.classes)
+        train, val = CheckedImages(full_tr, train_idx, skip=skip), CheckedImages(full_va, val_idx, skip=skip)
+        classes = len(full_tr.classes)
     if len(train) == 0 or len(val) == 0:
         raise ValueError(f"{spec.kind}: no images under {root}")
     return train, val, DataInfo(classes, 3, img_size, len(train), len(val))

@@ -27,12 +27,12 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from attnbench.config import ConfigError, ref, resolve_device
+from attnbench.config import MAX_SEQ_LEN, ConfigError, ref, resolve_device
 from attnbench.registry import get_attention
 from attnbench.skeletons import trainable_family
 from attnbench.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from attnbench.train.config import RESUMABLE_CHANGES, TrainConfig, resolve_recipe
-from attnbench.train.data import DataInfo, DataSpec, build_datasets, parse_data_spec
+from attnbench.train.data import DataInfo, DataSpec, build_datasets, corrupt_images, parse_data_spec
 from attnbench.train.progress import make_progress
 
 __all__ = ["train", "setup", "train_one_epoch", "end_epoch", "finish", "TrainRun", "geometry", "run_paths"]
@@ -54,6 +54,10 @@ def geometry(cfg: TrainConfig, spec: DataSpec) -> tuple[int, int | None, int]:
         img = cfg.img_size or (32 if spec.kind.startswith("cifar") else 224)
     family = trainable_family(cfg.skeleton)
     patch, seq_len = family.image_tokens(cfg.skeleton, img, cfg.patch_size, DEFAULT_PATCH.get(spec.kind, 16))
+    if seq_len > MAX_SEQ_LEN:
+        raise ConfigError("img_size", f"{ref('img_size')} {img} gives N = {seq_len} tokens, over the maximum "
+                                      f"{MAX_SEQ_LEN} (attnbench.config.MAX_SEQ_LEN); use a smaller image or a larger "
+                                      f"{ref('patch_size')}")
     return img, patch, seq_len
 
 
@@ -158,6 +162,7 @@ class TrainRun:
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     train_s: float = 0.0
     progress: Any = None
+    corrupt_seen: int = 0  # unreadable images skipped so far (``skip_corrupt``)
 
     @property
     def steps(self) -> int:
@@ -187,21 +192,25 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     Raises ValueError (one line; a ConfigError naming the field where one is to blame) for bad input: unknown model
     or data, a missing or empty dataset, a checkpoint from another run or a corrupt one, a batch that does not fit
-    the data or the device.
+    the data or the device, an unreadable image (without ``skip_corrupt``), an ``out`` that cannot be written, holds
+    a malformed results.csv or is in use by another process (its lock, held for the whole run). SIGTERM raises
+    ``runner.Terminated``, a KeyboardInterrupt, as Ctrl-C would: the last finished epoch's checkpoint is kept.
     """
-    run = setup(config)
-    last = run.start_epoch - 1
-    with run.progress:
-        for epoch in range(run.start_epoch, run.stop_epoch):
-            t0 = time.perf_counter()
-            train_loss, train_time = train_one_epoch(run, epoch)
-            end_epoch(run, epoch, train_loss, train_time, t0)
-            last = epoch
-    return finish(run, last)
+    with contextlib.ExitStack() as owned:  # the run directory's lock and SIGTERM-as-Ctrl-C, for the whole run
+        run = setup(config, owned=owned)
+        last = run.start_epoch - 1
+        with run.progress:
+            for epoch in range(run.start_epoch, run.stop_epoch):
+                t0 = time.perf_counter()
+                train_loss, train_time = train_one_epoch(run, epoch)
+                end_epoch(run, epoch, train_loss, train_time, t0)
+                last = epoch
+        return finish(run, last)
 
 
-def setup(config: TrainConfig) -> TrainRun:
-    """Resolve and check the config, join the process group, build data, model and recipe, restore a checkpoint."""
+def setup(config: TrainConfig, *, owned: contextlib.ExitStack | None = None) -> TrainRun:
+    """Resolve and check the config, join the process group, build data, model and recipe, restore a checkpoint.
+    With ``owned``, the run directory is locked (and SIGTERM raises ``runner.Terminated``) until it closes."""
     from attnbench.skeletons import build_skeleton
 
     t_start = time.perf_counter()
@@ -210,6 +219,7 @@ def setup(config: TrainConfig) -> TrainRun:
     get_attention(cfg.model)  # an unknown model fails before any work
     img, patch, seq_len = geometry(cfg, spec)
     run_dir, model_dir = run_paths(cfg, spec)
+    _own(run_dir, model_dir, owned)
     rank, world, dev = _distributed(cfg.device)
     amp = {"auto": "bf16" if dev.type == "cuda" else "off"}.get(cfg.amp, cfg.amp)
     if amp == "fp16" and dev.type != "cuda":
@@ -245,6 +255,53 @@ def setup(config: TrainConfig) -> TrainRun:
                       f"{cfg.batch_size}), lr {lr:.3g}, {run.total_epochs} epochs, {run.steps} steps/epoch, {dev}, "
                       f"amp {amp}" + (f"; resumed at epoch {run.start_epoch + 1}" if run.resumed else ""))
     return run
+
+
+def _own(run_dir: Path, model_dir: Path, owned: contextlib.ExitStack | None) -> None:
+    """Before any work, on rank 0 (the one that writes): both folders writable, the run directory's results.csv
+    readable (a malformed one fails now, not after the training) and, with ``owned``, the run directory locked
+    against a second writer (``results.RunLock``) and SIGTERM raising ``runner.Terminated`` until it closes.
+    Folders created here and left empty by a failure are removed."""
+    from attnbench.results import RunLock, load_results
+    from attnbench.runner import sigterm_as_interrupt
+    from attnbench.sweep import prepare_dir
+
+    if owned is not None:
+        owned.enter_context(sigterm_as_interrupt())
+    if int(os.environ.get("RANK", 0)) != 0:
+        return
+    created = [d for d in (run_dir, model_dir) if not d.exists()]
+    if owned is not None:
+        owned.callback(_remove_if_empty, created[::-1])
+    prepare_dir(run_dir)
+    prepare_dir(model_dir)
+    if owned is not None:
+        owned.enter_context(RunLock(run_dir))
+    if (run_dir / "results.csv").exists():
+        load_results(run_dir)
+
+
+def _remove_if_empty(dirs: list[Path]) -> None:
+    """Remove the folders that hold nothing but the lock file (a run that failed before writing anything)."""
+    from attnbench.results import RunLock
+
+    for d in dirs:
+        if d.is_dir() and all(p.name == RunLock.NAME for p in d.iterdir()):
+            (d / RunLock.NAME).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
+def _note_corrupt(run: TrainRun) -> str | None:
+    """Report newly skipped unreadable images (``skip_corrupt``); the results row's note about them, if any."""
+    bad = corrupt_images(run.train_loader.dataset, run.val_loader.dataset)
+    if not bad:
+        return None
+    text = f"skipped {len(bad)} unreadable image(s) (skip_corrupt), e.g. {bad[0]}"
+    if len(bad) > run.corrupt_seen and run.progress is not None:
+        run.progress.info(text)
+    run.corrupt_seen = len(bad)
+    return text
 
 
 def _find_checkpoint(cfg: TrainConfig, ckpt_path: Path, seq_len: int) -> dict[str, Any] | None:
@@ -420,6 +477,7 @@ def end_epoch(run: TrainRun, epoch: int, train_loss: float, train_time: float, t
                images_per_s=run.steps * run.global_batch / train_time, epoch_s=epoch_s)
     run.history.append(row)
     _save(run, epoch)
+    _note_corrupt(run)
     run.progress.end_epoch(row)
     return row
 
@@ -454,6 +512,9 @@ def finish(run: TrainRun, last: int) -> dict[str, Any]:
                                   hparams=json.dumps(cfg.hparams, sort_keys=True, default=str),
                                   epochs=last + 1, dataset=run.spec.name, train_hours=run.train_s / 3600,
                                   wall_s=time.perf_counter() - run.t_start)
+    skipped = _note_corrupt(run)
+    if skipped:
+        result["reason"] = "; ".join(filter(None, [result["reason"], skipped]))
     if run.history:
         final = run.history[-1]
         use_ema = final.get("ema_top1") is not None  # the SOFT paper evaluates the EMA weights
