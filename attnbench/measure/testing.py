@@ -6,14 +6,19 @@ them by import, with no registration in the parent.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["process_alive", "ExplicitSoftmax", "Failing", "Sleepy", "NaNOut", "Hungry", "WrongShape", "CannotRunHere",
-           "BrokenInit"]
+__all__ = ["process_alive", "run_lock_holder", "ExplicitSoftmax", "Failing", "Sleepy", "NaNOut", "Hungry", "WrongShape",
+           "CannotRunHere", "BrokenInit"]
 
 
 def process_alive(pid: int) -> bool:
@@ -24,6 +29,21 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+@contextlib.contextmanager
+def run_lock_holder(run_dir: str | Path) -> Iterator[subprocess.Popen]:
+    """Another process that holds ``results.RunLock(run_dir)`` while the block runs (its PID is the Popen's)."""
+    code = "import sys, time\nfrom attnbench.results import RunLock\nwith RunLock(sys.argv[1]):\n" \
+           "    print('locked', flush=True)\n    time.sleep(600)\n"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        if holder.stdout is None or holder.stdout.readline().strip() != "locked":
+            raise RuntimeError(f"the lock holder for {run_dir} did not start")
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 class ExplicitSoftmax(nn.Module):

@@ -12,26 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.measure.testing import process_alive
+from attnbench.measure.testing import process_alive, run_lock_holder
 from attnbench.results import RunLock, load_results
 
 
 def test_a_second_writer_gets_one_line_naming_the_holder(tmp_path: Path) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import sys, time
-        from attnbench.results import RunLock
-        with RunLock({str(tmp_path)!r}):
-            print("locked", flush=True)
-            time.sleep(60)
-        """)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(ValueError, match=rf"in use by another attnbench process \(PID {holder.pid}\)"):
-            with RunLock(tmp_path):
-                pass
-    finally:
-        holder.kill()
-        holder.wait()
+    with run_lock_holder(tmp_path) as holder, \
+            pytest.raises(ValueError, match=rf"in use by another attnbench process \(PID {holder.pid}\)"), \
+            RunLock(tmp_path):
+        pass
     with RunLock(tmp_path):  # the kernel released the dead holder's lock
         pass
 

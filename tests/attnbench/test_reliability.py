@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import types
 from pathlib import Path
@@ -17,6 +16,7 @@ from click.testing import CliRunner
 
 from attnbench.cli import main
 from attnbench.config import MAX_SEQ_LEN, ConfigError, SweepConfig, validate
+from attnbench.measure.testing import run_lock_holder
 from attnbench.results import RunLock, append_row, load_results
 
 T = "attnbench.measure.testing:"
@@ -163,7 +163,7 @@ def test_cells_that_cannot_fit_are_planned_as_skips_with_the_estimate() -> None:
 def test_a_memory_skip_is_a_row_and_force_runs_it_on_resume(tmp_path: Path, cell_runner) -> None:
     from attnbench.sweep import run_sweep
 
-    cfg = dict(models=[T + "ExplicitSoftmax"], seq_lens=[16], device="cpu", min_time=0.01, timeout=120)
+    cfg = {"models": [T + "ExplicitSoftmax"], "seq_lens": [16], "device": "cpu", "min_time": 0.01, "timeout": 120}
     df = run_sweep(SweepConfig(**cfg, mem_limit=1000), tmp_path / "r", runner=cell_runner)  # 1000 bytes: no cell fits
     assert list(df.status) == ["skipped"] and df.reason.iloc[0].startswith("estimated memory")
     df = run_sweep(SweepConfig(**cfg, force=True), tmp_path / "r", resume=True, runner=cell_runner)
@@ -203,19 +203,8 @@ def test_a_nested_run_lock_in_the_holding_process_is_a_no_op(tmp_path: Path) -> 
 def test_train_takes_the_run_lock_and_checks_out_before_the_first_step(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import time
-        from attnbench.results import RunLock
-        with RunLock({str(out)!r}):
-            print("locked", flush=True)
-            time.sleep(120)
-        """)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with run_lock_holder(out) as holder:
         one_line_error(invoke("train", *TRAIN, "--out", out), f"in use by another attnbench process (PID {holder.pid})")
-    finally:
-        holder.kill()
-        holder.wait()
     assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing trained, nothing written
 
     (out / "results.csv").write_text("model,seq_len,status\nsoft,abc,ok\n")
