@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-__all__ = ["process_alive", "run_lock_holder", "ExplicitSoftmax", "Failing", "Sleepy", "NaNOut", "Hungry", "WrongShape",
+__all__ = ["process_alive", "run_lock_holder", "stop", "ExplicitSoftmax", "Failing", "Sleepy", "NaNOut", "Hungry", "WrongShape",
            "CannotRunHere", "BrokenInit"]
 
 
@@ -29,6 +30,17 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def stop(proc: subprocess.Popen, sig: int, timeout: float = 60) -> str:
+    """Send ``sig`` to ``proc`` (started with ``start_new_session``, stderr piped) and wait for it to exit; its stderr.
+    If it is still running after ``timeout`` seconds, its process group is killed."""
+    try:
+        proc.send_signal(sig)
+        return proc.communicate(timeout=timeout)[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager

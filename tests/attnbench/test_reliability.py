@@ -3,7 +3,6 @@ that cannot fit are planned as skips, train owns and checks its --out before the
 SIGTERM, a corrupt image is one line naming the file (or skipped), empty names and zero sizes are errors."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from click.testing import CliRunner
 
 from attnbench.cli import main
 from attnbench.config import MAX_SEQ_LEN, ConfigError, SweepConfig, validate
-from attnbench.measure.testing import run_lock_holder
+from attnbench.measure.testing import run_lock_holder, stop
 from attnbench.results import RunLock, append_row, load_results
 
 T = "attnbench.measure.testing:"
@@ -226,16 +225,11 @@ def test_sigterm_of_train_keeps_the_checkpoint_and_exits_143(tmp_path: Path) -> 
     proc = subprocess.Popen([sys.executable, "-m", "attnbench", "train", *args, "--out", str(out)],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True)
     ckpt = out / "softmax" / "checkpoint.pth"
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and not ckpt.exists() and proc.poll() is None:
-            time.sleep(0.2)
-        assert ckpt.exists(), "no epoch finished"
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not ckpt.exists() and proc.poll() is None:
+        time.sleep(0.2)
+    err = stop(proc, signal.SIGTERM, timeout=120)
+    assert ckpt.exists(), "no epoch finished"
     assert proc.returncode == 143, err[-2000:]
     assert err.strip().splitlines()[-1].startswith("error: terminated (SIGTERM)")
     import torch
