@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-__all__ = ["process_alive", "run_lock_holder", "stop", "ExplicitSoftmax", "Failing", "Sleepy", "NaNOut", "Hungry", "WrongShape",
+__all__ = ["process_alive", "signal_running_cell", "run_lock_holder", "stop", "ExplicitSoftmax", "Failing", "Sleepy", "NaNOut", "Hungry", "WrongShape",
            "CannotRunHere", "BrokenInit"]
 
 
@@ -41,6 +41,18 @@ def stop(proc: subprocess.Popen, sig: int, timeout: float = 60) -> str:
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def signal_running_cell(proc: subprocess.Popen, pidfile: Path, sig: int, wait: float = 120) -> tuple[int, str]:
+    """Wait until the ``Sleepy`` cell of ``proc``'s sweep has written ``pidfile``, then :func:`stop` ``proc`` with
+    ``sig``: (the cell's pid, ``proc``'s stderr)."""
+    deadline = time.time() + wait
+    while time.time() < deadline and not (pidfile.exists() and pidfile.read_text()):
+        time.sleep(0.2)
+    if not pidfile.exists():
+        stop(proc, signal.SIGKILL)
+        raise AssertionError("the Sleepy cell never started")
+    return int(pidfile.read_text()), stop(proc, sig)
 
 
 @contextlib.contextmanager

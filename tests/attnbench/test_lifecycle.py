@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.measure.testing import process_alive, run_lock_holder
+from attnbench.measure.testing import process_alive, signal_running_cell, run_lock_holder
 from attnbench.results import RunLock, load_results
 
 
@@ -89,17 +89,7 @@ def test_sigterm_of_run_keeps_rows_kills_the_cell_and_exits_143(tmp_path: Path) 
            "-p", f"{T}Sleepy.pidfile={str(pidfile)!r}"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env={**os.environ, "TMPDIR": str(scratch)})
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not (pidfile.exists() and pidfile.read_text()):
-            time.sleep(0.2)
-        assert pidfile.exists(), "the Sleepy cell never started"
-        cell_pid = int(pidfile.read_text())
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    cell_pid, err = signal_running_cell(proc, pidfile, signal.SIGTERM)
     assert proc.returncode == 143, err[-2000:]
     assert "terminated (SIGTERM): 1 finished rows kept" in err
     assert list(load_results(tmp_path / "r").status) == ["ok"]

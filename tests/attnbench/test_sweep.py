@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from attnbench.measure.testing import process_alive
+from attnbench.measure.testing import process_alive, signal_running_cell
 from attnbench.results import ALL_COLUMNS, load_results
 from attnbench.sweep import SweepConfig, plan_cells, plan_groups, run_sweep
 
@@ -153,17 +152,7 @@ def test_ctrl_c_keeps_finished_rows(tmp_path: Path) -> None:
     run, pidfile = tmp_path / "run", tmp_path / "cell.pid"
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(run), str(pidfile)], stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not (pidfile.exists() and pidfile.read_text()):
-            time.sleep(0.2)
-        assert pidfile.exists(), "the Sleepy cell never started"
-        cell_pid = int(pidfile.read_text())
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    cell_pid, err = signal_running_cell(proc, pidfile, signal.SIGINT)
     assert proc.returncode == 130, err[-2000:]
     df = load_results(run)
     assert list(df.status) == ["ok"] and df.model.iloc[0] == T + "ExplicitSoftmax"  # the finished row is kept
