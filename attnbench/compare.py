@@ -9,7 +9,6 @@ A regression (``--fail-above PCT``) is a cell judged ``slower`` whose ratio exce
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from attnbench.results import KEY_COLUMNS, load_results, read_meta
-from attnbench.stats import CONFIDENCE, Interval, bootstrap_ratio, change_verdict
+from attnbench.stats import CONFIDENCE, Interval, bootstrap_ratio, change_verdict, used_rounds
 
 __all__ = ["ENV_KEYS", "Comparison", "compare_runs", "regressions", "compare_markdown", "fmt_num"]
 
@@ -60,12 +59,7 @@ def _keyed(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _rounds(row: dict[str, Any]) -> list[float]:
     """The latencies of the rounds that counted (none for a row without rounds)."""
-    try:
-        ms = json.loads(row["latency_ms_rounds"]) if isinstance(row.get("latency_ms_rounds"), str) else []
-        excluded = set(json.loads(row["rounds_excluded"])) if isinstance(row.get("rounds_excluded"), str) else set()
-    except ValueError:
-        return []
-    return [float(v) for i, v in enumerate(ms) if v is not None and i not in excluded]
+    return [v for v in used_rounds(row.get("latency_ms_rounds"), row.get("rounds_excluded")) if v is not None]
 
 
 def _fallback(a: dict[str, Any], b: dict[str, Any]) -> Interval:

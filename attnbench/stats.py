@@ -22,17 +22,19 @@ to back, so that a ratio taken *within* a round (a **paired** ratio) sees the sa
 """
 from __future__ import annotations
 
+import json
 import math
 import random
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-__all__ = ["CONFIDENCE", "MIN_TIMED_BLOCKS", "SPREAD_MAX", "LOAD_TOL", "BUSY_SHARE", "TRUST_RULES", "Interval",
-           "median_interval", "paired_ratios", "speedup_interval", "bootstrap_ratio", "change_verdict",
-           "RoundResult", "disturbed", "CellSummary", "summarize", "rotation", "crossing", "BreakEven",
+__all__ = ["BASELINES", "CONFIDENCE", "MIN_TIMED_BLOCKS", "SPREAD_MAX", "LOAD_TOL", "BUSY_SHARE", "TRUST_RULES",
+           "Interval", "median_interval", "used_rounds", "paired_ratios", "speedup_interval", "bootstrap_ratio",
+           "change_verdict", "RoundResult", "disturbed", "CellSummary", "summarize", "rotation", "crossing", "BreakEven",
            "break_even", "machine_warning"]
 
+BASELINES = ("softmax", "softmax-math", "softmax-xformers")  # the first one present is the ratios' reference
 CONFIDENCE = 0.95
 MIN_TIMED_BLOCKS = 7  # blocks over a cell's rounds: fewer leave its spread unknown
 SPREAD_MAX = 0.10  # round medians may scatter this much (median absolute deviation / median)
@@ -89,6 +91,20 @@ def median_interval(xs: Iterable[float], confidence: float = CONFIDENCE) -> Inte
         k += 1
     cover = 1 - 2 * _binom_cdf_half(k - 1, n) if n > 1 else 0.0
     return Interval(mid, x[k - 1], x[n - k], n, round(cover, 4))
+
+
+def used_rounds(rounds: Any, excluded: Any = None) -> list[float | None]:
+    """A row's ``latency_ms_rounds`` (a list or its JSON) with the ``rounds_excluded`` set to None: the rounds that
+    count, still aligned by round; ``[]`` for a row without rounds."""
+    def parse(v: Any) -> list:
+        if isinstance(v, str):
+            try:
+                v = json.loads(v)
+            except ValueError:
+                return []
+        return list(v) if isinstance(v, (list, tuple)) else []
+    skip = set(parse(excluded))
+    return [float(v) if _num(v) and i not in skip else None for i, v in enumerate(parse(rounds))]
 
 
 def paired_ratios(base: Sequence[float | None], model: Sequence[float | None]) -> list[float]:

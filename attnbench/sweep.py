@@ -48,6 +48,7 @@ import pandas as pd
 from attnbench.cell import CellSpec, key_of
 from attnbench.config import ConfigError, SweepConfig, ref, resolve_device, validate
 from attnbench.runner import CellRunner
+from attnbench.stats import BASELINES
 
 __all__ = ["SweepConfig", "run_sweep", "plan_cells", "plan_groups", "validate", "resolve_device", "prepare_dir",
            "BASELINES", "OnCell", "OnStart"]
@@ -55,7 +56,6 @@ __all__ = ["SweepConfig", "run_sweep", "plan_cells", "plan_groups", "validate", 
 OnCell = Callable[[CellSpec, dict[str, Any], int, int], None]
 # on_start(spec, round (0-based), cell-rounds done, cell-rounds planned): a cell's round is starting (for an ETA)
 OnStart = Callable[[CellSpec, int, int, int], None]
-BASELINES = ("softmax", "softmax-math", "softmax-xformers")  # the first one swept is the pairs' reference
 
 
 def plan_groups(config: SweepConfig, device: str | None = None) -> list[list[CellSpec]]:

@@ -12,17 +12,20 @@ import pandas as pd
 
 from attnbench.results import STATUSES
 
-__all__ = ["NOISY", "NOISE_MARK", "NO_SPREAD_MARK", "DASH", "MIN_SIG", "fmt_sig", "fmt_latency", "fmt_ratio",
-           "fmt_times", "status_cell", "absolute_display", "relative_display", "break_even_display", "machine_line",
-           "short_machine", "group_title", "LEGEND", "looks_numeric"]
+__all__ = ["NOISY", "NOISE_MARK", "NO_SPREAD_MARK", "UNTRUSTED_MARK", "DASH", "MIN_SIG", "fmt_sig", "fmt_latency",
+           "fmt_ratio", "fmt_times", "status_cell", "absolute_display", "relative_display", "break_even_display",
+           "machine_line", "short_machine", "group_title", "LEGEND", "looks_numeric"]
 
 NOISY = 0.10  # IQR / median above this marks a cell noisy
 NOISE_MARK = "†"
 NO_SPREAD_MARK = "‡"
+UNTRUSTED_MARK = "§"
 DASH = "—"
 MIN_SIG = 2  # no figure is shown with fewer significant digits
 LEGEND = (f"{NOISE_MARK} IQR above {NOISY:.0%} of the median: noisy, read with care (never used in the verdict). "
-          f"{NO_SPREAD_MARK} one timing block: spread unknown (a step too slow for more; raise --min-time).")
+          f"{NO_SPREAD_MARK} one timing block: spread unknown (a step too slow for more; raise --min-time). "
+          f"{UNTRUSTED_MARK} untrusted: it failed a trust rule (see Trust); shown, but never used in a speed-up, a "
+          "break-even or the verdict.")
 
 
 def fmt_sig(x: Any, sig: int = 3) -> str:
@@ -120,26 +123,45 @@ def absolute_display(absolute: pd.DataFrame) -> pd.DataFrame:
     a = absolute
     ok = a["status"] == "ok"
     sig = a.apply(lambda r: _latency_sig(r["latency_ms_median"], r["latency_ms_iqr"]), axis=1)
-    return pd.DataFrame({
+    untrusted = a["trusted"] == 0 if "trusted" in a.columns else pd.Series(False, index=a.index)
+    out = pd.DataFrame({
         "model": a["model"], "N": a["seq_len"].map(lambda n: f"{int(n):,}"),
         "params (M)": a["params_m"].map(lambda v: fmt_sig(v, 3)),
         "GMACs": a["gmacs"].map(lambda v: fmt_sig(v, 3)),
         "peak mem (MiB)": [fmt_sig(v, 3) if o else DASH for v, o in zip(a["peak_mem_mib"], ok)],
-        "latency (ms)": [fmt_latency(m, i) if o else status_cell(s)
-                         for m, i, o, s in zip(a["latency_ms_median"], a["latency_ms_iqr"], ok, a["status"])],
+        "latency (ms)": [(fmt_latency(m, i) + (f" {UNTRUSTED_MARK}" if u else "")) if o else status_cell(s)
+                         for m, i, o, s, u in zip(a["latency_ms_median"], a["latency_ms_iqr"], ok, a["status"],
+                                                  untrusted)],
         "samples/s": [fmt_sig(v, s) if o else DASH for v, s, o in zip(a["throughput_per_s"], sig, ok)],
     })
+    if "rounds" in a.columns and pd.to_numeric(a["rounds"], errors="coerce").notna().any():
+        # the spread over rounds: the fastest and slowest round's median, and how many rounds count
+        out.insert(out.columns.get_loc("latency (ms)") + 1, "rounds min–max (n)", [
+            f"{fmt_sig(lo, 2)}–{fmt_sig(hi, 2)} ({int(n)})" if o and pd.notna(lo) and pd.notna(n) else DASH
+            for lo, hi, n, o in zip(a["latency_rounds_min"], a["latency_rounds_max"], a["rounds"], ok)])
+    return out
 
 
 def relative_display(rel: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Wide model x N table of ``column`` (speedup or mem_ratio), failed cells showing their status."""
+    """Wide model x N table of ``column`` (speedup, with its interval, or mem_ratio), failed cells showing their
+    status and speed-ups of untrusted cells ``untrusted``."""
+    base = rel.attrs.get("baseline", "baseline")
+
     def cell(r: pd.Series) -> str:
         if r["status"] != "ok":
             return str(r["status"])
         if r["baseline_status"] != "ok":
             b = r["baseline_status"] if pd.notna(r["baseline_status"]) else "missing"
-            return f"{rel.attrs.get('baseline', 'baseline')} {b}"
-        return fmt_ratio(r[column], bool(r["noisy"]) and column == "speedup")
+            return f"{base} {b}"
+        if column != "speedup":
+            return fmt_ratio(r[column])
+        if bool(r.get("model_untrusted", False)) or bool(r.get("baseline_untrusted", False)):
+            return f"untrusted {UNTRUSTED_MARK}" if bool(r.get("model_untrusted")) else f"{base} untrusted"
+        text = fmt_ratio(r[column], bool(r["noisy"]))
+        lo, hi = r.get("speedup_lo"), r.get("speedup_hi")
+        if pd.notna(lo) and pd.notna(hi) and math.isfinite(hi) and fmt_sig(lo, 2) != fmt_sig(hi, 2):
+            text = text.replace("×", f"× ({fmt_sig(lo, 2)}–{fmt_sig(hi, 2)})", 1)
+        return text
 
     cells = rel.assign(cell=rel.apply(cell, axis=1))
     wide = cells.pivot_table(index="model", columns="seq_len", values="cell", aggfunc="first", sort=False)

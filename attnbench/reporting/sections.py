@@ -23,6 +23,7 @@ from attnbench.reporting.tables import BASELINES, absolute_table, baseline_note,
     relative_table
 from attnbench.measure.probes import UNCONVERGED
 from attnbench.reporting.verdict import MEM_TIE, verdict_lines, verdict_table
+from attnbench.stats import CONFIDENCE, TRUST_RULES, machine_warning
 
 __all__ = ["Text", "Bullets", "Labelled", "Table", "Section", "build_sections", "landmarks_note", "MEASURES_NOTE",
            "TABLES", "LEGEND_RANK", "VERDICT_RANK"]
@@ -95,7 +96,8 @@ def build_sections(df: pd.DataFrame, metas: list[dict[str, Any]] | None = None, 
     eff = labelled(efficiency(df))
     base = choose_baseline(eff, baseline)
     rel = relative_table(eff, base)
-    out = [_header(df, eff, metas or [], runs)]
+    out = _busy(eff, metas or [])  # when the machine was busy, the report's first line says so
+    out.append(_header(df, eff, metas or [], runs))
     out += _verdict(rel)
     if not eff.empty:
         out.append(Section("", 2, [Text([LEGEND + " Latency is median ± IQR, shown to the figures the IQR "
@@ -118,11 +120,48 @@ def build_sections(df: pd.DataFrame, metas: list[dict[str, Any]] | None = None, 
                   f"Nyström's pinv) in one forward; above {UNCONVERGED:g} the \"inverse\" is off by more than "
                   f"{UNCONVERGED:.0%}, so the method computed something other than its equation:"]),
             Bullets(unconverged)], terminal=TABLES))
+    out += _trust(eff, metas or [])
     audit = _flop_audit(eff)
     if audit:
         out.append(Section("FLOP audit", 2, [Text(["fvcore left these ops uncounted (MACs are a lower bound there):"]),
                                              Bullets(audit)]))
     return out
+
+
+def _busy(eff: pd.DataFrame, metas: list[dict[str, Any]]) -> list[Section]:
+    """A warning section (no heading: the report's first line) when the machine was busy while cells were timed."""
+    cores = next((m["machine"].get("cores") for m in metas if isinstance(m.get("machine"), dict)), None)
+    cores = cores or next((m.get("cpu_count") for m in metas if m.get("cpu_count")), None)
+    text = machine_warning(eff.to_dict("records"), cores)
+    return [Section("", 2, [Text([f"**Warning:** {text}"])], terminal=TABLES)] if text else []
+
+
+def _trust(eff: pd.DataFrame, metas: list[dict[str, Any]]) -> list[Section]:
+    """How latencies were measured in rounds, the trust rules, and the cells that failed them (runs with rounds)."""
+    timed = eff[(eff["status"] == "ok") & pd.to_numeric(eff["rounds"], errors="coerce").notna()]
+    if timed.empty:
+        return []
+    repeats = sorted({int(m["config"]["repeats"]) for m in metas
+                      if isinstance(m.get("config"), dict) and m["config"].get("repeats")})
+    rounds = f"{', '.join(map(str, repeats))} round(s)" if repeats else "rounds"
+    text = (f"Each cell was timed in {rounds} (`--repeats`): in a round, the methods of one N ran back to back in an "
+            "order that rotates between rounds, round 1 in a fresh process that also measured memory and FLOPs. A "
+            "cell's latency is the median of its rounds' medians (the spread: rounds min–max, and ± the median "
+            "within-round IQR). A speed-up is the median of the per-round ratios (paired: both cells saw the same "
+            f"machine), with an exact order-statistic interval for the median ({CONFIDENCE:.0%} where the pairs "
+            "allow; 3 rounds give min–max, 75 %; 6 or more reach 95 %). A round in which other processes took more "
+            "than the cores the cell left free is set aside. A cell is untrusted (§) when:")
+    blocks: list[Block] = [Text([text]), Bullets([f"**{k}**: {v}" for k, v in TRUST_RULES.items()]),
+                           Text(["Untrusted cells are re-measured up to `--max-retries` extra rounds; still untrusted, "
+                                 "they are shown but left out of speed-ups, break-even and the verdict. Memory ratios "
+                                 "are kept: peak memory is measured once, in a fresh process, and does not depend on "
+                                 "the machine's load."])]
+    bad = timed[timed["trusted"] == 0]
+    if not bad.empty:
+        blocks += [Text([f"Untrusted cells ({len(bad)} of {len(timed)}):"]),
+                   Bullets([f"`{r.model}` N={int(r.seq_len):,} {r.mode}: {r.untrusted_reason}"
+                            for r in bad.itertuples()])]
+    return [Section("Trust: rounds, pairs and rules", 2, blocks, terminal=TABLES if not bad.empty else None)]
 
 
 def _unconverged(eff: pd.DataFrame) -> list[str]:
@@ -181,9 +220,11 @@ def _group_sections(eff: pd.DataFrame, base: str | None, rel: pd.DataFrame) -> l
         sel.attrs["baseline"] = base
         out.append(Section(f"Relative to `{base}` at each N{baseline_note(eff, base)}", 3, [
             Table(relative_display(sel, "speedup"),
-                  caption=f"Speed-up = `{base}` latency / model latency (> 1× is faster):"),
+                  caption=f"Speed-up = `{base}` latency / model latency (> 1× is faster), with its interval "
+                          "(paired rounds: see Trust; else the latencies' quartiles):"),
             Table(relative_display(sel, "mem_ratio"),
-                  caption=f"Memory ratio = model peak memory / `{base}` peak memory (< 1× is leaner):")],
+                  caption=f"Memory ratio = model peak memory / `{base}` peak memory (< 1× is leaner; one "
+                          "measurement each, in a fresh process):")],
             terminal=TABLES))
         bsel = select(be, key)
         if not bsel.empty:

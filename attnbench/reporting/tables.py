@@ -3,24 +3,27 @@
 - **absolute**: per model x N, params, GMACs, peak memory, latency median +- IQR, throughput, status.
 - **relative**: at each N, speed-up over the softmax baseline (baseline latency / model latency; > 1 is faster)
   with an interval, and memory ratio (model memory / baseline memory; < 1 is leaner), as in Long Range Arena's
-  Table 2. The interval is the rows' own ``speedup_lo``/``speedup_hi`` where a row carries them (paired per-round
-  ratios), else the ratio of the two latencies' quartiles, each taken as median ± IQR/2.
+  Table 2. Where both cells were timed in the same rounds (one ``pair_group``), the speed-up is the median of the
+  per-round ratios with its exact order-statistic interval (``attnbench.stats.speedup_interval``); else the rows'
+  own ``speedup_lo``/``speedup_hi`` where present, else the ratio of the two latencies' quartiles, each taken as
+  median ± IQR/2. A speed-up with an untrusted cell on either side is left out (NaN); memory ratios are kept (peak
+  memory is measured once, in a fresh process, and does not depend on the machine's load).
 - **break_even**: the N where a method becomes cheaper than the baseline, interpolated log-log between the two
-  measured lengths that bracket it, or a note saying it was not bracketed.
+  measured lengths that bracket it, with the interval where the speed-up interval's ends cross 1
+  (``attnbench.stats.break_even``), or a note saying it was not bracketed or not determined.
 """
 from __future__ import annotations
-
-import math
 
 import pandas as pd
 
 from attnbench.reporting.format import NOISY
 from attnbench.reporting.load import GROUP, efficiency, ensure_schema, groups, labelled, model_order
+from attnbench.stats import BASELINES, speedup_interval, used_rounds
+from attnbench.stats import break_even as break_even_interval
 
 __all__ = ["BASELINES", "INTERVAL_COLUMNS", "choose_baseline", "baseline_note", "absolute_table", "relative_table",
            "break_even"]
 
-BASELINES = ("softmax", "softmax-math", "softmax-xformers")  # the first one present is the reference
 INTERVAL_COLUMNS = ("speedup_lo", "speedup_hi")  # a row's own interval of its speed-up, used when present
 
 
@@ -57,14 +60,16 @@ def baseline_note(df: pd.DataFrame, base: str) -> str:
 
 
 def absolute_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell with units in the column names: params_m, gmacs, attn_gmacs, peak_mem_mib, latency, status."""
+    """One row per cell with units in the column names: params_m, gmacs, attn_gmacs, peak_mem_mib, latency, status,
+    and the rounds' spread and trust (latency_rounds_min/max, rounds, trusted, untrusted_reason)."""
     df = labelled(ensure_schema(efficiency(df)))
     out = df[GROUP + ["model", "seq_len"]].copy()
     out["params_m"] = df["params"] / 1e6
     out["gmacs"] = df["macs"] / 1e9
     out["attn_gmacs"] = df["attn_macs"] / 1e9
     out["peak_mem_mib"] = df["peak_mem_bytes"] / 2**20
-    for c in ("latency_ms_median", "latency_ms_iqr", "throughput_per_s", "status", "reason"):
+    for c in ("latency_ms_median", "latency_ms_iqr", "throughput_per_s", "status", "reason", "latency_rounds_min",
+              "latency_rounds_max", "rounds", "trusted", "untrusted_reason"):
         out[c] = df[c]
     order = {m: i for i, m in enumerate(model_order(df, choose_baseline(df)))}
     out["_o"] = out["model"].map(order)
@@ -75,7 +80,8 @@ def relative_table(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFram
     """At each N (within each group), speed-up and memory ratio against ``baseline``.
 
     Columns: the group columns, model, seq_len, speedup (baseline latency / model latency) and its interval
-    speedup_lo/speedup_hi, mem_ratio (model peak memory / baseline peak memory), macs_ratio, noisy (either cell's
+    speedup_lo/speedup_hi (paired: speedup_pairs rounds, interval coverage speedup_conf), mem_ratio (model peak
+    memory / baseline peak memory), macs_ratio, noisy (either cell's
     IQR above NOISY of its median) with model_noisy/baseline_noisy, model_untrusted/baseline_untrusted (the row's
     ``trusted`` is 0), status, baseline_status, and the model's own latency_ms_median, latency_ms_iqr and
     peak_mem_bytes. Ratios are NaN when either cell is not ``ok``. Empty when
@@ -83,23 +89,32 @@ def relative_table(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFram
     """
     df = labelled(ensure_schema(efficiency(df)))
     base = choose_baseline(df, baseline)
-    cols = GROUP + ["model", "seq_len", "speedup", "speedup_lo", "speedup_hi", "mem_ratio", "macs_ratio", "noisy",
+    cols = GROUP + ["model", "seq_len", "speedup", "speedup_lo", "speedup_hi", "speedup_pairs", "speedup_conf",
+                    "mem_ratio", "macs_ratio", "noisy",
                     "model_noisy", "baseline_noisy", "model_untrusted", "baseline_untrusted", "status",
                     "baseline_status", "latency_ms_median", "latency_ms_iqr", "peak_mem_bytes"]
     if base is None:
         return pd.DataFrame(columns=cols)
     b = df[df["model"] == base][GROUP + ["seq_len", "status", "latency_ms_median", "latency_ms_iqr",
-                                         "peak_mem_bytes", "macs", "trusted"]]
+                                         "peak_mem_bytes", "macs", "trusted", "latency_ms_rounds", "rounds_excluded",
+                                         "pair_group"]]
     m = df.merge(b, on=GROUP + ["seq_len"], how="left", suffixes=("", "_b"))
     ok = (m["status"] == "ok") & (m["status_b"] == "ok")
-    m["speedup"] = (m["latency_ms_median_b"] / m["latency_ms_median"]).where(ok)
+    m["model_untrusted"], m["baseline_untrusted"] = m["trusted"] == 0, m["trusted_b"] == 0  # no flag: trusted
+    paired = _paired(m)
+    m["speedup"] = paired["mid"].fillna(m["latency_ms_median_b"] / m["latency_ms_median"]).where(ok)
     m["mem_ratio"] = (m["peak_mem_bytes"] / m["peak_mem_bytes_b"]).where(ok & (m["peak_mem_bytes_b"] > 0))
     m["macs_ratio"] = (m["macs"] / m["macs_b"]).where(m["macs_b"] > 0)
+    for col, own in zip(INTERVAL_COLUMNS, (paired["lo"], paired["hi"])):
+        m[col] = own.fillna(pd.to_numeric(m[col], errors="coerce")) if col in m.columns else own
     m["speedup_lo"], m["speedup_hi"] = _interval(m, ok)
+    m["speedup_pairs"], m["speedup_conf"] = paired["n"], paired["conf"]
+    untrusted = m["model_untrusted"] | m["baseline_untrusted"]
+    for col in ("speedup", "speedup_lo", "speedup_hi"):  # an untrusted cell is shown, never used in a ratio
+        m[col] = m[col].mask(untrusted)
     m["model_noisy"] = m["latency_ms_iqr"] / m["latency_ms_median"] > NOISY
     m["baseline_noisy"] = m["latency_ms_iqr_b"] / m["latency_ms_median_b"] > NOISY
     m["noisy"] = m["model_noisy"] | m["baseline_noisy"]
-    m["model_untrusted"], m["baseline_untrusted"] = m["trusted"] == 0, m["trusted_b"] == 0  # no flag: trusted
     m["baseline_status"] = m["status_b"]
     order = {x: i for i, x in enumerate(model_order(df, base))}
     m["_o"] = m["model"].map(order)
@@ -107,6 +122,19 @@ def relative_table(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFram
     out = m[cols].reset_index(drop=True)
     out.attrs["baseline"] = base
     return out
+
+
+def _paired(m: pd.DataFrame) -> pd.DataFrame:
+    """Per row: the paired speed-up (mid, lo, hi, n pairs, conf) where the model and the baseline were timed in the
+    same rounds (one ``pair_group``) and have rounds in common; NaN elsewhere."""
+    out = []
+    for r in m.itertuples(index=False):
+        iv = None
+        if isinstance(r.pair_group, str) and r.pair_group == r.pair_group_b:
+            iv = speedup_interval(used_rounds(r.latency_ms_rounds_b, r.rounds_excluded_b),
+                                  used_rounds(r.latency_ms_rounds, r.rounds_excluded))
+        out.append((iv.mid, iv.lo, iv.hi, iv.n, iv.confidence) if iv else (float("nan"),) * 5)
+    return pd.DataFrame(out, columns=["mid", "lo", "hi", "n", "conf"], index=m.index, dtype=float)
 
 
 def _interval(m: pd.DataFrame, ok: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -122,32 +150,16 @@ def _interval(m: pd.DataFrame, ok: pd.Series) -> tuple[pd.Series, pd.Series]:
     return lo.where(ok), hi.where(ok)
 
 
-def _crossing(ns: list[float], ratios: list[float]) -> tuple[float | None, str]:
-    """The N from which ratio (model cost / baseline cost) stays below 1, interpolated log-log between the last
-    measured N where it is >= 1 and the next one."""
-    if not ns:
-        return None, "no N where both finished"
-    last_dear = max((i for i, r in enumerate(ratios) if r >= 1), default=None)
-    if last_dear is None:
-        return None, f"cheaper at every N measured (from {ns[0]:,.0f})"
-    if last_dear == len(ns) - 1:
-        return None, f"not bracketed: not cheaper at the largest N measured ({ns[-1]:,.0f})"
-    (n0, r0), (n1, r1) = (ns[last_dear], ratios[last_dear]), (ns[last_dear + 1], ratios[last_dear + 1])
-    if r0 == 1:
-        return n0, f"at {n0:,.0f}"
-    t = -math.log(r0) / (math.log(r1) - math.log(r0))
-    n = math.exp(math.log(n0) + t * (math.log(n1) - math.log(n0)))
-    return n, f"between {n0:,.0f} and {n1:,.0f}"
-
-
 def break_even(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
     """Per group and model, the N where the model becomes cheaper than the baseline in latency and in memory.
 
-    Only N where both cells are ``ok`` count. ``n`` is interpolated linearly in log N between the two measured
-    lengths whose cost ratio brackets 1 (None when the sweep does not bracket it; ``note`` says why).
+    Only N where both cells are ``ok`` (and, in latency, trusted) count. ``n`` is interpolated linearly in log N
+    between the two measured lengths whose cost ratio brackets 1 (None when the sweep does not bracket it, or when
+    the speed-up intervals include 1 on both sides; ``note`` says why); ``n_lo``/``n_hi`` are where the speed-up
+    interval's ends cross 1 (None: open on that side; memory has no interval).
     """
     rel = relative_table(df, baseline)
-    cols = GROUP + ["model", "metric", "n", "note"]
+    cols = GROUP + ["model", "metric", "n", "n_lo", "n_hi", "note"]
     base = rel.attrs.get("baseline")
     rows = []
     for key, g in groups(rel):
@@ -157,13 +169,18 @@ def break_even(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
             for metric, col, inv in (("latency", "speedup", True), ("memory", "mem_ratio", False)):
                 pts = gm[gm[col].notna() & (gm[col] > 0)].sort_values("seq_len")
                 ratios = [1 / v if inv else v for v in pts[col]]
-                n, note = _crossing([float(x) for x in pts["seq_len"]], ratios)
+                ends = None
+                if inv and pts["speedup_lo"].gt(0).all() and pts["speedup_hi"].notna().all():
+                    ends = [1 / v for v in pts["speedup_hi"]], [1 / v for v in pts["speedup_lo"]]  # cost lo, hi
+                be = break_even_interval([float(x) for x in pts["seq_len"]], ratios, *(ends or (None, None)))
+                n, note = be.n, be.note
                 # the baseline failing where this model finished is the strongest "cheaper" there is
                 beyond = gm[(gm["status"] == "ok") & gm["baseline_status"].notna() & (gm["baseline_status"] != "ok")]
                 if n is None and not beyond.empty:
                     first = beyond.sort_values("seq_len").iloc[0]
                     note += f"; {base} {first['baseline_status']} at {int(first['seq_len']):,} where {model} finished"
-                rows.append({**key, "model": model, "metric": metric, "n": n, "note": note})
+                rows.append({**key, "model": model, "metric": metric, "n": n, "n_lo": be.lo, "n_hi": be.hi,
+                             "note": note})
     out = pd.DataFrame(rows, columns=cols)
     out.attrs["baseline"] = base
     return out
