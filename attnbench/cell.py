@@ -76,6 +76,8 @@ class CellSpec:
         timing_only: a later timing round: only the probes marked ``every_round`` (warm-up, timing) run; not part
             of the key.
         min_blocks: time at least this many blocks (a re-measured slow cell); None: the latency module's rule.
+        target_blocks: blocks to reach when the step is fast enough (None: ``latency.MIN_BLOCKS``; a cell timed in
+            several rounds needs fewer per round).
     """
 
     model: str
@@ -93,6 +95,7 @@ class CellSpec:
     peak_gflops: float | None = field(default=None, compare=False)
     timing_only: bool = field(default=False, compare=False)
     min_blocks: int | None = field(default=None, compare=False)
+    target_blocks: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hparams", _hparams_json(self.hparams))

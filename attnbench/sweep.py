@@ -8,12 +8,13 @@ rows appended as groups finish.
   ``config.repeats`` rounds; in each round its cells run back to back, in an order that rotates between rounds
   (``stats.rotation``), so that whatever the machine does falls on all of them alike and a ratio taken within a
   round is paired. Round 1 runs every probe in a fresh process (memory and FLOPs are measured there, once);
-  later rounds fork a fresh process that only warms up and times. The thread count is chosen once per group
-  (``config.threads``, else the idle cores sampled before its first round), so that all its cells and rounds run
-  the same. After the rounds, each cell is judged (``stats.summarize``: rounds disturbed by other processes do not
-  count; trust rules ``stats.TRUST_RULES``); untrusted cells, with the baseline for their pairs (all cells when
-  the baseline itself is untrusted), get extra rounds, up to ``config.max_retries``. A cell still untrusted is
-  written with ``trusted`` 0 and the reason.
+  later rounds fork a fresh process that only warms up and times. ``config.min_time`` and the 7 timed blocks
+  (``stats.MIN_TIMED_BLOCKS``) are the cell's, split over its rounds, so R rounds cost about what one round did.
+  The thread count is chosen once per group (``config.threads``, else the idle cores sampled before its first
+  round), so that all its cells and rounds run the same. After the rounds, each cell is judged
+  (``stats.summarize``: rounds disturbed by other processes do not count; trust rules ``stats.TRUST_RULES``);
+  untrusted cells, with the baseline for their pairs (all cells when the baseline itself is untrusted), get extra
+  rounds, up to ``config.max_retries``. A cell still untrusted is written with ``trusted`` 0 and the reason.
 * **Order and shards.** Groups run N by N, both modes of an N together (alternating which mode goes first, so
   that shards mix them). Shard ``(i, n)`` (0-based) takes every n-th group starting at i: disjoint, and the union
   of the n shards is the whole sweep; a group is never split, so every pair is measured in one shard. Give each
@@ -271,6 +272,8 @@ def _run_group(config: SweepConfig, group: list[CellSpec], runner: CellRunner, s
     from attnbench.stats import MIN_TIMED_BLOCKS, RoundResult, rotation, summarize
 
     cores, threads, base = len(cpu_ids()), _group_threads(config), _baseline(group)
+    # --min-time and the 7 blocks are a cell's, split over its rounds: R rounds cost about what one did
+    per_round = dict(min_time=config.min_time / config.repeats, target_blocks=-(-MIN_TIMED_BLOCKS // config.repeats))
     first: dict[str, dict[str, Any]] = {}
     rounds: dict[str, list[RoundResult | None]] = {c.model: [] for c in group}
     failures: dict[str, list[str]] = {c.model: [] for c in group}
@@ -285,8 +288,8 @@ def _run_group(config: SweepConfig, group: list[CellSpec], runner: CellRunner, s
     while todo:
         for spec in rotation(todo, r):
             events.start(spec, r)
-            row = runner.run(replace(spec, threads=threads, timing_only=r > 0, min_blocks=min_blocks.get(spec.model)),
-                             timeout=config.timeout, mem_limit_bytes=config.mem_limit)
+            row = runner.run(replace(spec, threads=threads, timing_only=r > 0, min_blocks=min_blocks.get(spec.model),
+                                     **per_round), timeout=config.timeout, mem_limit_bytes=config.mem_limit)
             first.setdefault(spec.model, row)
             ok = row.get("status") == "ok"
             rounds[spec.model] += [None] * (r + 1 - len(rounds[spec.model]))

@@ -53,7 +53,8 @@ class Latency:
 
 def time_step(step: Callable[[], Any], *, batch: int, min_time: float = 0.5, warmup: int = 2,
               num_threads: int | None = None, label: str | None = None, sub_label: str | None = None,
-              description: str | None = None, min_blocks: int | None = None) -> Latency:
+              description: str | None = None, min_blocks: int | None = None,
+              target_blocks: int = MIN_BLOCKS) -> Latency:
     """Time ``step()``.
 
     Args:
@@ -65,6 +66,7 @@ def time_step(step: Callable[[], Any], *, batch: int, min_time: float = 0.5, war
         label, sub_label, description: torch's Compare rows/columns (mode, attention, N).
         min_blocks: time at least this many blocks whatever the step costs (beyond ``SLOW_BUDGET_S``): a re-measured
             slow cell asks for them.
+        target_blocks: blocks to reach when the budget allows (``MIN_BLOCKS``; one of several rounds needs fewer).
     """
     from torch.utils.benchmark import Timer
 
@@ -82,8 +84,8 @@ def time_step(step: Callable[[], Any], *, batch: int, min_time: float = 0.5, war
     number = max(1, math.ceil(BLOCK_S / t1))
     block = t1 * number
     blocks = max(math.ceil(min_time / block), 1)
-    if blocks < MIN_BLOCKS:
-        blocks = max(blocks, min(MIN_BLOCKS, math.floor(max(SLOW_BUDGET_S, min_time) / block)))
+    if blocks < target_blocks:
+        blocks = max(blocks, min(target_blocks, math.floor(max(SLOW_BUDGET_S, min_time) / block)))
     blocks = max(blocks, min_blocks or 0)
     parts = [first] if number == 1 else []
     while len(parts) < blocks:

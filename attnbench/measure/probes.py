@@ -285,7 +285,8 @@ def latency(ctx: CellContext) -> dict[str, Any]:
     ctx.model.train(spec.mode == "train")  # warm: the warm-up step ran, and in a first round the memory pass too
     window = machine.CpuWindow().start()
     lat = time_step(ctx.step, batch=spec.batch, min_time=spec.min_time, warmup=1 if spec.timing_only else 0,
-                    label=spec.mode, sub_label=spec.model, description=str(spec.seq_len), min_blocks=spec.min_blocks)
+                    label=spec.mode, sub_label=spec.model, description=str(spec.seq_len), min_blocks=spec.min_blocks,
+                    **({"target_blocks": spec.target_blocks} if spec.target_blocks else {}))
     return dict(latency_ms_median=lat.median_ms, latency_ms_iqr=lat.iqr_ms, throughput_per_s=lat.throughput_per_s,
                 num_threads=lat.num_threads, timed_blocks=lat.blocks, load_other_share=window.stop(),
                 load_avg_1m=machine.load_avg_1m(), cpu_governor=machine.governor(window.cpus))
