@@ -164,6 +164,9 @@ def variant_labels(df: pd.DataFrame) -> pd.Series:
         names = {v: f"{m}[" + ",".join(f"{k}={_hp_text(d[k]) if k in d else 'default'}" for k in keys) + "]"
                  for v, d in zip(variants, dicts)}
         labels[sel] = canon[sel].map(names)
+    if "compile" in df.columns:  # a compiled run is its own model in every table: soft+compile, soft+max-autotune
+        mode = df["compile"].fillna("").astype(str)
+        labels = labels.where(mode == "", labels + "+" + mode.replace("default", "compile"))
     return labels
 
 

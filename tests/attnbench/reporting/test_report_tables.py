@@ -85,3 +85,13 @@ def test_hparams_variants_are_separate_models_everywhere():
     assert "### Relative to `softmax[impl=sdpa]` at each N (`softmax` has 2 hparams variants here; the first in " \
            "the frame's order is the baseline)" in md
     assert "| soft[landmarks=64]" in md and "m = 64 landmarks" in md
+
+
+def test_a_compiled_run_is_its_own_model_label():
+    import pandas as pd
+
+    from attnbench.reporting.load import variant_labels
+
+    df = pd.DataFrame({"model": ["soft", "soft", "softmax"], "hparams": ["{}"] * 3,
+                       "compile": [float("nan"), "default", "max-autotune"]})
+    assert list(variant_labels(df)) == ["soft", "soft+compile", "softmax+max-autotune"]
