@@ -14,7 +14,7 @@ __all__ = ["train"]
 
 
 def _d(key: str) -> str:
-    """The two recipes' defaults for --help."""
+    """The recipes' defaults for --help."""
     def fmt(v: Any) -> str:
         if v is None:
             return "all" if key == "depth" else "none"
@@ -22,7 +22,7 @@ def _d(key: str) -> str:
             return "on" if v else "off"
         return f"{v:g}" if isinstance(v, float) else str(v)
 
-    return f"[deit: {fmt(RECIPES['deit'][key])}; small: {fmt(RECIPES['small'][key])}]"
+    return "[" + "; ".join(f"{name}: {fmt(recipe[key])}" for name, recipe in RECIPES.items()) + "]"
 
 
 EPILOG = f"""\b
@@ -31,12 +31,21 @@ EPILOG = f"""\b
 \b
 Recipes: 'deit' is the DeiT recipe the SOFT paper trained with (timm: RandAugment, Mixup/CutMix, label smoothing,
 random erasing, AdamW, cosine with warm-up, drop-path, EMA, clipping); 'small' is for the built-in generated data
-on a CPU. --recipe auto picks deit for real images and small for generated data; every option overrides it.
-lr = --lr x (--batch-size x processes) / --lr-base-batch (linear scaling by the global batch, as DeiT and SOFT).
+on a CPU; 'longrange' is 'small' for the long-range task (batch 32, lr 2e-3, 5 epochs, 2 blocks). --recipe auto
+picks deit for real images, longrange for longrange data and small for other generated data; every option
+overrides it. lr = --lr x (--batch-size x processes) / --lr-base-batch (linear scaling by the global batch).
+
+\b
+Sweeps: --models a,b,... and/or --seq N1,N2,... (the grammar of 'attnbench run') train every (model, N) pair,
+--seeds K times (seeds --seed .. --seed+K-1), one after another in this process, into one run directory
+[results/train-sweep-<data>] with one row per pair; N sets the image side (sqrt(N) x patch). A sweep's defaults are
+--data longrange and --skeleton vit-micro (the long-range task, where N matters). --resume skips the pairs that have
+a row and continues an interrupted one from its checkpoint. A model that cannot run at some N gets a skipped row.
 
 \b
 Examples:
   attnbench train                                    # softmax, vit-tiny-d4, shapes:32 (N=64): minutes on a CPU
+  attnbench train --models softmax,soft,performer --seq 256,1024 --seeds 2 --threads 1
   attnbench train --model soft --data pathfinder:32:easy --patch-size 4
   torchrun --nproc_per_node=8 -m attnbench train --model soft --skeleton soft-tiny \\
       --data imagenet:/data/imagenet --out results/imagenet-soft-tiny
@@ -46,6 +55,10 @@ Under torchrun, --batch-size is per process; rank 0 alone writes. --resume conti
 @click.command("train", epilog=EPILOG, context_settings={"max_content_width": 120})
 @click.option("--model", default="softmax", show_default=True,
               help="Registered attention (attnbench list) or module:Class.")
+@click.option("--models", help="Sweep: comma list of attentions, 'core' or 'all' (instead of --model).")
+@click.option("--seq", "seq_lens", metavar="SPEC",
+              help="Sweep: sequence lengths N, squares (e.g. 256,1024 or 256..4096:*4); [the data's own N].")
+@click.option("--seeds", type=int, default=1, show_default=True, help="Sweep: training seeds per (model, N).")
 @click.option("--skeleton", default="vit-tiny", show_default=True,
               help=" or ".join(", ".join(f.names()) for f in FAMILIES if f.trainable) + " (see attnbench list).")
 @click.option("--data", default="shapes:32", show_default=True, help="Dataset spec (below).")
@@ -88,10 +101,13 @@ Under torchrun, --batch-size is per process; rank 0 alone writes. --resume conti
 @click.option("--log-interval", type=int, default=50, show_default=True, help="Steps between plain log lines.")
 @click.option("--progress", type=click.Choice(PROGRESS), default="auto", show_default=True,
               help="auto = rich bars on a terminal, plain lines otherwise.")
+@click.option("--threads", type=int, help="CPU threads (torch.set_num_threads) [one per core]; 1 on a shared machine.")
 @click.option("--skip-corrupt", is_flag=True, help="Skip image files that cannot be read (counted, and reported in the "
                                                    "results row); by default the first one stops the run, naming it.")
 @user_errors
-def train(hparams: tuple[str, ...], **opts: Any) -> None:
+@click.pass_context
+def train(ctx: click.Context, hparams: tuple[str, ...], models: str | None, seq_lens: str | None, seeds: int,
+          **opts: Any) -> None:
     """Train one attention inside an identical skeleton and append its top-1/top-5 row to <out>/results.csv.
 
     Runs as one process, or under torchrun (DDP: nccl on CUDA, gloo on CPU) with the same options.
@@ -100,6 +116,9 @@ def train(hparams: tuple[str, ...], **opts: Any) -> None:
     from attnbench.train import TrainConfig
     from attnbench.train.loop import train as run_training
 
+    if models is not None or seq_lens is not None or seeds != 1:
+        _sweep(ctx, list(hparams), models, seq_lens, seeds, opts)
+        return
     per_model = resolve_hparams(list(hparams))
     unknown = [m for m in per_model if m != opts["model"]]
     if unknown:
@@ -118,3 +137,51 @@ def _interrupted(e: KeyboardInterrupt) -> NoReturn:
     code, what = (143, "terminated (SIGTERM)") if isinstance(e, Terminated) else (130, "interrupted")
     abort(f"{what}: every finished epoch is in the run's checkpoint; continue with the same command and --resume",
           code)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)
+
+
+def _sweep(ctx: click.Context, hparams: list[str], models: str | None, seq_lens: str | None, seeds: int,
+           opts: dict[str, Any]) -> None:
+    """``--models``/``--seq``/``--seeds``: plan every pair (all checks first), then train them one by one."""
+    from pathlib import Path
+
+    from attnbench.registry import parse_models, resolve_hparams
+    from attnbench.seqspec import parse_seq
+    from attnbench.train import TrainConfig
+    from attnbench.train.sweep import (SWEEP_DATA, SWEEP_SKELETON, default_sweep_dir, native_seq_len,
+                                       pending_pairs, plan_train_sweep, run_train_sweep)
+
+    if models is not None and _given(ctx, "model"):
+        raise ValueError("give --model (one run) or --models (a sweep), not both")
+    names = parse_models(models) if models is not None else [opts["model"]]
+    per_model = resolve_hparams(hparams)
+    unknown = [m for m in per_model if m not in names]
+    if unknown:
+        raise ValueError(f"--hparam for {unknown[0]!r}, which is not in --models ({', '.join(names)})")
+    if opts["resume"] not in (None, "auto"):
+        raise ValueError("a sweep resumes every pair from its own checkpoint: pass --resume without a path")
+    opts["data"] = opts["data"] if _given(ctx, "data") else SWEEP_DATA
+    opts["skeleton"] = opts["skeleton"] if _given(ctx, "skeleton") else SWEEP_SKELETON
+    base = TrainConfig(**{**opts, "resume": None})
+    seqs = parse_seq(seq_lens) if seq_lens is not None else [native_seq_len(base)]
+    pairs = plan_train_sweep(base, names, seqs, seeds, hparams=per_model)
+    run_dir = Path(opts["out"]) if opts["out"] else default_sweep_dir(base.data)
+    if (run_dir / "results.csv").exists() or any(run_dir.glob("*/N*-seed*")):
+        if opts["resume"] is None:
+            raise ValueError(f"run {run_dir} already exists; pass --resume to finish it or choose another --out")
+    todo = pending_pairs(pairs, run_dir) if run_dir.exists() else pairs
+    click.echo(f"train sweep: {len(names)} model(s) x N={','.join(map(str, seqs))} x {seeds} seed(s) = {len(pairs)} "
+               f"pair(s), {len(todo)} to run, {pairs[0].skeleton} on {base.data} -> {run_dir}")
+
+    def on_pair(i: int, total: int, pair: Any) -> None:
+        what = f"skipped: {pair.skip}" if pair.skip else pair.dataset
+        click.echo(f"[{i + 1}/{total}] {pair.model} N={pair.seq_len} seed={pair.seed}: {what}")
+
+    try:
+        run_train_sweep(pairs, run_dir, on_pair=on_pair)
+    except KeyboardInterrupt as e:
+        _interrupted(e)  # finished pairs keep their rows, the interrupted one its checkpoint
+    click.echo(f"done -> {run_dir / 'results.csv'}")

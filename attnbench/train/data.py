@@ -1,8 +1,8 @@
 """Datasets for ``attnbench train``: a spec string -> train/val datasets, timm transforms, loaders.
 
 Real images go through timm's ``create_transform`` (RandAugment, colour jitter, random erasing; resize and
-centre crop for evaluation). Generated data (``shapes``, ``pathfinder``) is drawn in memory from its seed and
-fed as tensors, without image augmentation.
+centre crop for evaluation). Generated data (``shapes``, ``pathfinder``, ``longrange``) is drawn in memory from
+its seed and fed as tensors, without image augmentation.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from attnbench.config import ConfigError, ref
 __all__ = ["DATA_HELP", "DataSpec", "parse_data_spec", "DataInfo", "build_datasets", "GENERATED", "CorruptImageError",
            "CheckedImages", "corrupt_images"]
 
-GENERATED = ("shapes", "pathfinder")
+GENERATED = ("shapes", "pathfinder", "longrange")
+LEVELS = ("easy", "medium", "hard")  # pathfinder's and longrange's difficulty presets
 REAL = ("imagenet", "cifar10", "cifar100", "folder")
 
 DATA_HELP = """\
@@ -31,9 +32,13 @@ Built-in generated data (seeded, balanced labels; the image side sets the sequen
   pathfinder[:SIZE][:LEVEL]    LRA Pathfinder: are the two markers joined by one dashed curve?
                                SIZE 32|64|128 (1024/4096/16384 tokens at patch 1); LEVEL easy|medium|hard
                                (curve length 6/9/14 dashes, as LRA's contour lengths).
-  options, appended as :key=value: n=TRAIN_IMAGES (shapes 2000, pathfinder 10000), val=VAL_IMAGES (n/5),
-  seed=DATA_SEED (0); pathfinder also dashes=K, distractors=D.
-Examples: shapes:32, pathfinder:32:easy:n=20000, imagenet:/data/imagenet, folder:./my_images"""
+  longrange[:SIZE][:LEVEL]     do the two white-framed squares, at least half the image apart among plain
+                               ones, have the same colour? SIZE 64 by default (N = 256 at patch 4; 128 px:
+                               1024); LEVEL easy|medium|hard (6/12/24 distractors; medium by default).
+  options, appended as :key=value: n=TRAIN_IMAGES (shapes 2000, pathfinder 10000, longrange 4000),
+  val=VAL_IMAGES (n/5; longrange n/8), seed=DATA_SEED (0); pathfinder also dashes=K, distractors=D;
+  longrange also distractors=D, colors=C (2..8).
+Examples: shapes:32, pathfinder:32:easy:n=20000, longrange:128:hard, imagenet:/data/imagenet, folder:./my_images"""
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class DataSpec:
     seed: int = 0
     dashes: int | None = None
     distractors: int | None = None
+    colors: int | None = None
 
     @property
     def generated(self) -> bool:
@@ -63,6 +69,10 @@ class DataSpec:
             extra = "".join(f":{k}={v}" for k, v in (("dashes", self.dashes), ("distractors", self.distractors))
                             if v is not None)
             return f"pathfinder:{self.size}:{self.level}:n={self.n_train}:seed={self.seed}{extra}"
+        if self.kind == "longrange":
+            extra = "".join(f":{k}={v}" for k, v in (("distractors", self.distractors), ("colors", self.colors))
+                            if v is not None)
+            return f"longrange:{self.size}:{self.level}:n={self.n_train}:seed={self.seed}{extra}"
         return f"{self.kind}:{self.root}"
 
 
@@ -82,20 +92,22 @@ def parse_data_spec(text: str) -> DataSpec:
     if kind not in GENERATED:
         raise _bad(text, f"unknown dataset {kind!r}; accepted: {', '.join(REAL + GENERATED)}")
     size, level, keys = _generated_parts(text, kind, filter(None, rest.split(":")))
-    if size < (16 if kind == "pathfinder" else 8):
+    if size < (16 if kind in ("pathfinder", "longrange") else 8):
         raise _bad(text, f"image size {size} is too small")
-    n = keys.get("n", 2000 if kind == "shapes" else 10000)
-    n_val = keys.get("val", max(2, n // 5))
+    n = keys.get("n", {"shapes": 2000, "longrange": 4000}.get(kind, 10000))
+    n_val = keys.get("val", max(2, n // (8 if kind == "longrange" else 5)))
     if n < 2 or n_val < 2:
         raise _bad(text, "n and val must be at least 2")
     return DataSpec(kind, size=size, level=level, n_train=n, n_val=n_val, seed=keys.get("seed", 0),
-                    dashes=keys.get("dashes"), distractors=keys.get("distractors"))
+                    dashes=keys.get("dashes"), distractors=keys.get("distractors"), colors=keys.get("colors"))
 
 
 def _generated_parts(text: str, kind: str, parts: Any) -> tuple[int, str | None, dict[str, int]]:
     """``(size, level, options)`` from the ``:``-separated parts after a generated dataset's name."""
-    size, level, keys = 32, "easy" if kind == "pathfinder" else None, {}
-    allowed = ("n", "val", "seed") + (("dashes", "distractors") if kind == "pathfinder" else ())
+    size = 64 if kind == "longrange" else 32
+    level, keys = {"pathfinder": "easy", "longrange": "medium"}.get(kind), {}
+    allowed = ("n", "val", "seed") + {"pathfinder": ("dashes", "distractors"),
+                                      "longrange": ("distractors", "colors")}.get(kind, ())
     for part in parts:
         if "=" in part:
             k, _, v = part.partition("=")
@@ -107,10 +119,10 @@ def _generated_parts(text: str, kind: str, parts: Any) -> tuple[int, str | None,
                 raise _bad(text, f"{k} must be an integer, got {v!r}") from None
         elif part.isdigit():
             size = int(part)
-        elif kind == "pathfinder" and part in ("easy", "medium", "hard"):
+        elif level is not None and part in LEVELS:
             level = part
         else:
-            raise _bad(text, f"cannot read {part!r}" + (" (levels: easy, medium, hard)" if kind == "pathfinder"
+            raise _bad(text, f"cannot read {part!r}" + (f" (levels: {', '.join(LEVELS)})" if level is not None
                                                          else ""))
     return size, level, keys
 
@@ -156,6 +168,14 @@ def _generated(spec: DataSpec, reprob: float):
         tr = render_shapes(spec.n_train, size=spec.size, seed=spec.seed, split="train")
         va = render_shapes(spec.n_val, size=spec.size, seed=spec.seed, split="val")
         classes = len(SHAPES)
+    elif spec.kind == "longrange":
+        from attnbench.train.longrange import render_longrange
+
+        kw = dict(size=spec.size, difficulty=spec.level, seed=spec.seed, distractors=spec.distractors,
+                  colors=spec.colors)
+        tr = render_longrange(spec.n_train, split="train", **kw)  # a size it cannot draw: a one-line ValueError
+        va = render_longrange(spec.n_val, split="val", **kw)
+        classes = 2
     else:
         from attnbench.train.pathfinder import PathfinderError, render_pathfinder
 

@@ -40,7 +40,7 @@ __all__ = ["train", "setup", "train_one_epoch", "end_epoch", "finish", "TrainRun
 LOG_FIELDS = ["epoch", "train_loss", "val_loss", "top1", "top5", "ema_top1", "ema_top5", "lr", "images_per_s",
               "epoch_s"]
 # the ViT patch side per dataset when --patch-size is not given: LRA's 1 pixel = 1 token for Pathfinder
-DEFAULT_PATCH = {"pathfinder": 1, "shapes": 4, "cifar10": 4, "cifar100": 4}
+DEFAULT_PATCH = {"pathfinder": 1, "shapes": 4, "longrange": 4, "cifar10": 4, "cifar100": 4}
 
 
 def geometry(cfg: TrainConfig, spec: DataSpec) -> tuple[int, int | None, int]:
@@ -65,10 +65,11 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_")
 
 
-def run_paths(cfg: TrainConfig, spec: DataSpec) -> tuple[Path, Path]:
-    """``(run_dir, model_dir)``: results.csv and meta.json in the first, checkpoint and logs in the second."""
+def run_paths(cfg: TrainConfig, spec: DataSpec, model_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """``(run_dir, model_dir)``: results.csv and meta.json in the first, checkpoint and logs in the second
+    (``<run_dir>/<model>`` unless ``model_dir``, relative to the run directory, is given)."""
     run_dir = Path(cfg.out or f"results/train-{_slug(spec.name.split(':n=')[0])}")
-    return run_dir, run_dir / _slug(cfg.model)
+    return run_dir, run_dir / (model_dir or _slug(cfg.model))
 
 
 def _distributed(device: str) -> tuple[int, int, torch.device]:
@@ -187,8 +188,10 @@ class TrainRun:
         return torch.autocast(self.dev.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
-def train(config: TrainConfig) -> dict[str, Any]:
+def train(config: TrainConfig, *, model_dir: str | Path | None = None) -> dict[str, Any]:
     """Train ``config.model`` in ``config.skeleton`` on ``config.data``; return the final results row.
+
+    ``model_dir`` (relative to ``config.out``) holds the checkpoint and logs; by default ``<out>/<model>``.
 
     Raises ValueError (one line; a ConfigError naming the field where one is to blame) for bad input: unknown model
     or data, a missing or empty dataset, a checkpoint from another run or a corrupt one, a batch that does not fit
@@ -197,7 +200,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     ``runner.Terminated``, a KeyboardInterrupt, as Ctrl-C would: the last finished epoch's checkpoint is kept.
     """
     with contextlib.ExitStack() as owned:  # the run directory's lock and SIGTERM-as-Ctrl-C, for the whole run
-        run = setup(config, owned=owned)
+        run = setup(config, model_dir=model_dir, owned=owned)
         last = run.start_epoch - 1
         with run.progress:
             for epoch in range(run.start_epoch, run.stop_epoch):
@@ -208,7 +211,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         return finish(run, last)
 
 
-def setup(config: TrainConfig, *, owned: contextlib.ExitStack | None = None) -> TrainRun:
+def setup(config: TrainConfig, *, model_dir: str | Path | None = None,
+          owned: contextlib.ExitStack | None = None) -> TrainRun:
     """Resolve and check the config, join the process group, build data, model and recipe, restore a checkpoint.
     With ``owned``, the run directory is locked (and SIGTERM raises ``runner.Terminated``) until it closes."""
     from attnbench.skeletons import build_skeleton
@@ -218,8 +222,10 @@ def setup(config: TrainConfig, *, owned: contextlib.ExitStack | None = None) -> 
     cfg = resolve_recipe(config, spec.generated)
     get_attention(cfg.model)  # an unknown model fails before any work
     img, patch, seq_len = geometry(cfg, spec)
-    run_dir, model_dir = run_paths(cfg, spec)
+    run_dir, model_dir = run_paths(cfg, spec, model_dir)
     _own(run_dir, model_dir, owned)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     rank, world, dev = _distributed(cfg.device)
     amp = {"auto": "bf16" if dev.type == "cuda" else "off"}.get(cfg.amp, cfg.amp)
     if amp == "fp16" and dev.type != "cuda":
@@ -510,7 +516,8 @@ def finish(run: TrainRun, last: int) -> dict[str, Any]:
                                   device=run.dev.type, mode="train", status="ok" if done else "skipped",
                                   reason=None if done else f"stopped after epoch {last + 1} of {run.total_epochs}",
                                   hparams=json.dumps(cfg.hparams, sort_keys=True, default=str),
-                                  epochs=last + 1, dataset=run.spec.name, train_hours=run.train_s / 3600,
+                                  epochs=last + 1, dataset=run.spec.name, seed=cfg.seed,
+                                  train_hours=run.train_s / 3600,
                                   wall_s=time.perf_counter() - run.t_start)
     skipped = _note_corrupt(run)
     if skipped:
@@ -535,11 +542,14 @@ def finish(run: TrainRun, last: int) -> dict[str, Any]:
 
 def _append_once(run: TrainRun, result: dict[str, Any]) -> None:
     """Append the row unless the run directory has it already (a finished run resumed again adds no second row)."""
+    import pandas as pd
+
     from attnbench.results import append_row, load_results
 
     prior = load_results(run.run_dir)
+    seed = pd.to_numeric(prior["seed"], errors="coerce")  # NaN in rows written before the column existed
     dup = ((prior["model"] == run.cfg.model) & (prior["skeleton"] == run.skeleton) & (prior["seq_len"] == run.seq_len)
-           & (prior["dataset"] == run.spec.name) & (prior["mode"] == "train"))
+           & (prior["dataset"] == run.spec.name) & (prior["mode"] == "train") & (seed == run.cfg.seed))
     if not dup.any():
         append_row(run.run_dir, {k: v for k, v in result.items() if k != "world_size"})
 
