@@ -14,7 +14,9 @@ rows appended as groups finish.
   round), so that all its cells and rounds run the same. After the rounds, each cell is judged
   (``stats.summarize``: rounds disturbed by other processes do not count; trust rules ``stats.TRUST_RULES``);
   untrusted cells, with the baseline for their pairs (all cells when the baseline itself is untrusted), get extra
-  rounds, up to ``config.max_retries``. A cell still untrusted is written with ``trusted`` 0 and the reason.
+  rounds, up to ``config.max_retries``; cells untrusted for load are not re-measured while the machine is still
+  busy (fewer idle cores than the group's threads: the retry would be disturbed too). A cell still untrusted is
+  written with ``trusted`` 0 and the reason.
 * **Order and shards.** Groups run N by N, both modes of an N together (alternating which mode goes first, so
   that shards mix them). Shard ``(i, n)`` (0-based) takes every n-th group starting at i: disjoint, and the union
   of the n shards is the whole sweep; a group is never split, so every pair is measured in one shard. Give each
@@ -260,6 +262,14 @@ def _group_threads(config: SweepConfig) -> int | None:
     return None if idle is None else max(1, idle)
 
 
+def _still_busy(threads: int | None, cores: int) -> bool:
+    """Fewer cores idle now than the group's threads need (unknown counts as not busy)."""
+    from attnbench.machine import idle_cores
+
+    idle = idle_cores()
+    return idle is not None and idle < (threads or cores)
+
+
 def _baseline(group: list[CellSpec]) -> str | None:
     models = [c.model for c in group]
     return next((b for b in BASELINES if b in models), None)
@@ -313,6 +323,13 @@ def _run_group(config: SweepConfig, group: list[CellSpec], runner: CellRunner, s
         bad = [c for c in timed if not summaries[c.model].trusted]
         if not bad or r >= config.repeats + config.max_retries:
             break
+        if any(summaries[c.model].rule == "load" for c in bad) and _still_busy(threads, cores):
+            for c in bad:  # a retry now would be disturbed as well: say so rather than spend the time
+                if summaries[c.model].rule == "load":
+                    summaries[c.model].reason += "; not re-measured: the machine was still busy"
+            bad = [c for c in bad if summaries[c.model].rule != "load"]
+            if not bad:
+                break
         # a retry pairs with the baseline; an untrusted baseline is every pair's problem: all cells again
         todo = timed if base in {c.model for c in bad} else bad + [c for c in timed if c.model == base]
         min_blocks.update({c.model: MIN_TIMED_BLOCKS for c in bad if summaries[c.model].rule == "blocks"})

@@ -255,8 +255,12 @@ def test_an_untrusted_cell_is_re_measured_with_the_baseline(tmp_path: Path) -> N
     assert rows[OK]["latency_ms_median"] == 5.0 and rows[OK]["latency_rounds_max"] == 12.0
 
 
-def test_a_cell_still_untrusted_after_the_retries_says_why(tmp_path: Path) -> None:
-    # other processes take 1.8 of 2 cores in every round of OK while it runs 1 thread
+def test_a_cell_still_untrusted_after_the_retries_says_why(tmp_path: Path, monkeypatch) -> None:
+    import attnbench.sweep
+
+    # other processes take 1.8 of 2 cores in every round of OK while it runs 1 thread; between rounds the machine
+    # looks idle, so the retries are tried
+    monkeypatch.setattr(attnbench.sweep, "_still_busy", lambda *_: False)
     runner, rows = scripted(tmp_path, {"softmax": [(10.0, 0.0, 7)] * 5, OK: [(50.0, 0.9, 7)] * 5},
                             ["softmax", OK])
     assert len(runner.calls) == 10  # 3 rounds + 2 retries, each with the baseline
@@ -264,6 +268,17 @@ def test_a_cell_still_untrusted_after_the_retries_says_why(tmp_path: Path) -> No
     assert bad["trusted"] == 0 and bad["untrusted_reason"].startswith("load: other processes took 1.8 of")
     assert json.loads(bad["rounds_excluded"]) == [0, 1, 2, 3, 4] and bad["rounds"] == 0
     assert rows["softmax"]["trusted"] == 1
+
+
+def test_no_retry_for_load_while_the_machine_is_still_busy(tmp_path: Path, monkeypatch) -> None:
+    import attnbench.sweep
+
+    monkeypatch.setattr(attnbench.sweep, "_still_busy", lambda *_: True)
+    runner, rows = scripted(tmp_path, {"softmax": [(10.0, 0.0, 7)] * 3, OK: [(50.0, 0.9, 7)] * 3},
+                            ["softmax", OK])
+    assert len(runner.calls) == 6  # the three rounds only
+    assert rows[OK]["trusted"] == 0 and rows[OK]["untrusted_reason"].endswith(
+        "; not re-measured: the machine was still busy")
 
 
 def test_too_few_blocks_asks_the_retry_for_more(tmp_path: Path) -> None:
