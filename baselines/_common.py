@@ -9,9 +9,12 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["QKVAttention", "FeatureMapAttention", "projection_macs", "check_choice", "check_hparams"]
+__all__ = ["QKVAttention", "FeatureMapAttention", "projection_macs", "check_choice", "check_hparams", "row_chunks",
+           "softmax_chain", "qkv_heads", "custom_backward_applies",
+           "CHUNK_ELEMS"]
 
 # Constructor arguments of the shell, and the seq_len a harness may pass to every formula: a MAC formula accepts
 # them and ignores them (they cost no matmul; N is the formula's own argument).
@@ -36,6 +39,113 @@ def check_hparams(fn_name: str, hparams: dict[str, Any], own: Iterable[str]) -> 
 def projection_macs(B: int, N: int, dim: int) -> int:
     """MACs of the fused qkv Linear (3·B·N·D²) plus the output Linear (B·N·D²); bias adds are not counted."""
     return 4 * B * N * dim * dim
+
+# Rows of the queries handled at once: a chunk's [B, h, rows, L] scores (about 4 MB in float32) stay in cache and
+# are reused from the heap. Whole [B, h, N, L] temporaries cost more in page faults than in arithmetic at large N
+# on a CPU (a fresh 48 MB buffer takes ~30 ms to fault in), and a generic backward keeps several of them alive.
+CHUNK_ELEMS = 1 << 20
+
+
+def row_chunks(n: int, per_row: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering ``range(n)`` in chunks of about ``CHUNK_ELEMS / per_row`` rows."""
+    rows = max(1, CHUNK_ELEMS // max(per_row, 1))
+    return [(a, min(a + rows, n)) for a in range(0, n, rows)]
+
+
+def _chain_forward(q: Tensor, keys: Tensor, mats: tuple[Tensor, ...]) -> tuple[Tensor, Tensor | None]:
+    """(the ``[B, N, h, e]`` output buffer, the probabilities when they fit one chunk, else None)."""
+    B, h, N = (int(s) for s in q.shape[:3])
+    d_out = int(mats[-1].shape[-1])
+    buf = q.new_empty(B, N, h, d_out)  # [B, N, h, d_out]: merging the heads afterwards is free
+    out = buf.transpose(1, 2)
+    chunks = row_chunks(N, B * h * int(keys.shape[-2]))
+    for a, b in chunks:
+        p = t = torch.softmax(q[..., a:b, :] @ keys.transpose(-2, -1), dim=-1)
+        for mat in mats:
+            t = t @ mat
+        out[..., a:b, :] = t
+    return buf, (p if len(chunks) == 1 else None)
+
+
+class _SoftmaxChain(torch.autograd.Function):
+    """softmax(q keysᵀ) M₁ … M_r by row chunks, with a backward that recomputes each chunk's probabilities.
+
+    The generic backward stores the ``[B, h, N, L]`` probabilities (and each product with an M); this one stores
+    nothing of size N·L and recomputes per chunk (N·L·d more MACs, no big buffers).
+    """
+
+    @staticmethod
+    def forward(ctx, q: Tensor, keys: Tensor, *mats: Tensor) -> Tensor:
+        ctx.save_for_backward(q, keys, *mats)
+        buf, ctx.p = _chain_forward(q, keys, mats)  # p kept when it is one chunk (small): nothing to recompute
+        return buf  # [B, N, h, e]: a view made here could not be added to in place
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: Tensor) -> tuple[Tensor, ...]:
+        q, keys, *mats = ctx.saved_tensors
+        g = g.transpose(1, 2)  # the [B, N, h, e] buffer's gradient, as [B, h, N, e]
+        B, h, N, d = (int(s) for s in q.shape)
+        dq = q.new_empty(B, N, h, d).transpose(1, 2)
+        dkeys = torch.zeros_like(keys)
+        dmats = [torch.zeros_like(m) for m in mats]
+        for a, b in row_chunks(N, B * h * int(keys.shape[-2])):
+            p = ctx.p if ctx.p is not None else torch.softmax(q[..., a:b, :] @ keys.transpose(-2, -1), dim=-1)
+            ctx.p = None
+            ts = [p]  # the chain's partial products for this chunk
+            for mat in mats[:-1]:
+                ts.append(ts[-1] @ mat)
+            gt = g[..., a:b, :]
+            for i in range(len(mats) - 1, -1, -1):
+                dmats[i].add_(ts[i].transpose(-2, -1) @ gt)
+                gt = gt @ mats[i].transpose(-2, -1)
+            ds = torch._softmax_backward_data(gt, p, -1, p.dtype)  # ∂/∂scores
+            dq[..., a:b, :] = ds @ keys
+            dkeys.add_(ds.transpose(-2, -1) @ q[..., a:b, :])
+        return (dq, dkeys, *dmats)
+
+
+def softmax_chain(q: Tensor, keys: Tensor, *mats: Tensor) -> Tensor:
+    """``softmax(q keysᵀ, dim=-1) @ mats[0] @ mats[1] …`` (left to right) over short keys, in row chunks.
+
+    Attention of N queries to L << N keys (Linformer's projected keys, Nyström's landmarks): the ``[N, L]``
+    probabilities are formed one row chunk at a time, and with gradients the backward recomputes them per chunk
+    instead of storing them. Same products, same MACs as the unchunked form.
+
+    Args:
+        q: ``[B, h, N, d]`` (any strides; the scale folded into ``keys``).
+        keys: ``[B, h, L, d]``.
+        mats: ``[B, h, L, e₁]``, ``[B, h, e₁, e₂]``, …
+
+    Returns:
+        ``[B, h, N, e_r]``, a view of a ``[B, N, h, e_r]`` buffer (so that merging the heads is free).
+    """
+    if custom_backward_applies(q, keys, *mats):
+        return _SoftmaxChain.apply(q, keys, *mats).transpose(1, 2)
+    return _chain_forward(q, keys, mats)[0].transpose(1, 2)
+
+
+def custom_backward_applies(*tensors: Tensor) -> bool:
+    """Whether a custom autograd Function should run: gradients are wanted, the call is not being traced (a trace
+    must see the aten ops, so that counters such as fvcore count them) and autocast is off (the Functions compute
+    in their inputs' dtype; under autocast the generic ops keep autocast's per-op dtypes)."""
+    return (torch.is_grad_enabled() and any(t.requires_grad for t in tensors) and not torch.jit.is_tracing()
+            and not torch.is_autocast_enabled(tensors[0].device.type))
+
+
+def qkv_heads(x: Tensor, weight: Tensor, bias: Tensor | None, num_heads: int) -> tuple[Tensor, Tensor, Tensor]:
+    """q, k, v ``[B, h, N, d]`` from the fused qkv Linear's ``[3C, C]`` weight, applied as three ``[C, C]`` blocks.
+
+    Same weights, values and MACs as one ``[B, N, 3C]`` Linear followed by a permute and unbind, without its two
+    big buffers: each of q, k, v is a view of its own ``[B, N, C]`` output, and in the backward each gradient goes
+    straight to its Linear (the fused form stacks the three into a ``[3, B, h, N, d]`` buffer and copies that once
+    more into a contiguous ``[B, N, 3C]`` one; at large N such fresh buffers cost page faults as much as copying).
+    """
+    B, N, _ = (int(s) for s in x.shape)
+    C = int(weight.shape[0]) // 3
+    biases = bias.chunk(3) if bias is not None else (None, None, None)
+    return tuple(F.linear(x, w, b).view(B, N, num_heads, C // num_heads).transpose(1, 2)
+                 for w, b in zip(weight.chunk(3), biases))
 
 
 class QKVAttention(nn.Module):
@@ -91,8 +201,7 @@ class QKVAttention(nn.Module):
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"expected x of shape [B, N, {self.dim}], got {tuple(x.shape)}")
         B, N, C = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim)  # [B, N, 3, h, d]
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x [B, h, N, d]
+        q, k, v = qkv_heads(x, self.qkv.weight, self.qkv.bias, self.num_heads)  # 3 x [B, h, N, d]
         o = self.attend(q, k, v)  # [B, h, N, d]
         o = o.transpose(1, 2).reshape(B, N, C)  # merge heads: [B, N, h*d]
         return self.proj_drop(self.proj(o))

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from baselines._common import QKVAttention, check_choice, check_hparams, projection_macs
+from baselines._common import QKVAttention, check_choice, check_hparams, projection_macs, softmax_chain
 
 __all__ = ["LinformerAttention", "linformer_attention", "linformer_macs", "SHARINGS"]
 
@@ -38,15 +38,16 @@ def linformer_attention(q: Tensor, k: Tensor, v: Tensor, E: Tensor, F: Tensor, *
     Returns:
         ``[B, h, N, d]``.
     """
-    # Written as (Kᵀ Eᵀ)ᵀ so the batched operand comes first: same MACs, and counters that assume the first
-    # operand carries the batch (fvcore's matmul handle) count all B·h of them.
-    k_proj = (k.transpose(-2, -1) @ E.t()).transpose(-2, -1)  # E K [B, h, k, d]
-    v_proj = (v.transpose(-2, -1) @ F.t()).transpose(-2, -1)  # F V [B, h, k, d]
-    attn = (q * scale) @ k_proj.transpose(-2, -1)  # [B, h, N, k]
-    attn = attn.softmax(dim=-1)
-    if dropout is not None:
-        attn = dropout(attn)
-    return attn @ v_proj
+    B, h, N, d = (int(s) for s in k.shape)  # N: the keys' length (the queries' may differ)
+    # E and F act on all heads at once, on keys and values with their heads merged ([B, N, h·d], a view of the qkv
+    # output): one matmul each, no transposed copy. Written as (Kᵀ Eᵀ) so the batched operand comes first: same
+    # MACs, and counters that assume the first operand carries the batch (fvcore's matmul handle) count all B.
+    k_proj_t = (k.transpose(1, 2).reshape(B, N, h * d).transpose(1, 2) @ E.t()).view(B, h, d, -1)  # (E K)ᵀ
+    v_proj = (v.transpose(1, 2).reshape(B, N, h * d).transpose(1, 2) @ F.t()).view(B, h, d, -1).transpose(-2, -1)
+    keys = k_proj_t.transpose(-2, -1) * scale  # E K · d^-½, [B, h, k, d]
+    if dropout is not None and dropout.training and dropout.p > 0:  # dropped probabilities: the explicit form
+        return dropout(torch.softmax(q @ keys.transpose(-2, -1), dim=-1)) @ v_proj
+    return softmax_chain(q, keys, v_proj)  # softmax(Q (EK)ᵀ/√d) (F V), by row chunks
 
 
 def linformer_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None, *,

@@ -16,11 +16,14 @@ Checked against mlpen/Nystromformer (T2T-ViT "exact" init, uneven segments) and 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from baselines._common import QKVAttention, check_choice, check_hparams, projection_macs
+from baselines._common import (QKVAttention, check_choice, check_hparams, custom_backward_applies, projection_macs,
+                               softmax_chain)
 
-__all__ = ["NystromAttention", "segment_means", "iterative_pinv", "nystrom_attention", "nystrom_macs"]
+__all__ = ["NystromAttention", "segment_means", "iterative_pinv", "nystrom_attention", "nystrom_macs",
+           "sequence_conv"]
 
 PINVS = ("iterative", "exact")
 
@@ -65,6 +68,66 @@ def iterative_pinv(A: Tensor, iters: int = 6) -> Tensor:
         Z = 0.25 * Z @ (13 * I - AZ @ (15 * I - AZ @ (7 * I - AZ)))
     return Z
 
+def _conv_layout(x: Tensor) -> Tensor:
+    """``[B, h, N, d]`` as ``[B, h·d, 1, N]`` in channels-last memory order ([B, N, h·d]), a view when x's heads
+    are already merged in memory (the layout the qkv projection gives)."""
+    B, h, N, d = (int(s) for s in x.shape)
+    return x.transpose(1, 2).reshape(B, 1, N, h * d).permute(0, 3, 1, 2)
+
+
+def _conv_forward(v: Tensor, weight: Tensor) -> Tensor:
+    B, h, N, d = (int(s) for s in v.shape)
+    K = int(weight.shape[2])
+    w = weight.reshape(h, 1, 1, K).repeat_interleave(d, dim=0)  # the head's filter for each of its d channels
+    y = F.conv2d(_conv_layout(v), w, padding=(0, K // 2), groups=h * d)  # [B, h·d, 1, N], channels-last
+    return y.permute(0, 2, 3, 1).reshape(B, N, h, d).transpose(1, 2)
+
+
+class _SequenceConv(torch.autograd.Function):
+    """The depthwise sequence conv with a fast weight gradient. oneDNN's weight gradient of a depthwise conv is
+    ~30x slower than its forward here; this one is a blocked matmul: each block of R rows of ∂y against its R + K - 1
+    rows of padded v, whose K diagonals hold the block's share of ∂w."""
+
+    @staticmethod
+    def forward(ctx, v: Tensor, weight: Tensor) -> Tensor:
+        ctx.save_for_backward(v, weight)
+        return _conv_forward(v, weight)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gy: Tensor) -> tuple[Tensor, Tensor]:
+        v, weight = ctx.saved_tensors
+        B, h, N, d = (int(s) for s in v.shape)
+        K = int(weight.shape[2])
+        dv = _conv_forward(gy, weight.flip(2))  # stride 1, 'same' padding: the transpose is the flipped filter
+        R = 64  # rows per block: the band is (R + K - 1) / K times the MACs of the direct sum, in one matmul
+        n_blocks = -(-N // R)
+        g = F.pad(gy, (0, 0, 0, n_blocks * R - N)).view(B, h, n_blocks, R, d)
+        vp = F.pad(v, (0, 0, K // 2, n_blocks * R - N + K // 2)).contiguous()  # [B, h, n_blocks·R + K - 1, d]
+        s = vp.stride()
+        windows = vp.as_strided((B, h, n_blocks, R + K - 1, d), (s[0], s[1], R * s[2], s[2], s[3]))
+        m = g @ windows.transpose(-2, -1)  # [B, h, n_blocks, R, R + K - 1]: ∂y rows · padded v rows
+        ms = m.stride()
+        band = m.as_strided((B, h, n_blocks, R, K), (ms[0], ms[1], ms[2], ms[3] + ms[4], ms[4]))  # [.., r, r + t]
+        dw = band.sum(dim=(0, 2, 3)).view(h, 1, K, 1).to(weight.dtype)
+        return dv, dw
+
+
+def sequence_conv(v: Tensor, weight: Tensor) -> Tensor:
+    """Depthwise conv of v ``[B, h, N, d]`` along the sequence, head i's filter ``weight[i, 0, :, 0]`` (length K,
+    odd, 'same' zero padding) shared by its d columns: ``nn.Conv2d(h, h, (K, 1), groups=h)`` applied to v.
+
+    Run as one depthwise conv over the h·d channels in channels-last order (~5x faster on a CPU than the
+    h-channel conv, whose 3 channels oneDNN pads to a vector width); same weights, values and MACs.
+
+    Returns:
+        ``[B, h, N, d]``, a view of a ``[B, N, h, d]`` buffer.
+    """
+    if custom_backward_applies(v, weight):
+        return _SequenceConv.apply(v, weight)
+    return _conv_forward(v, weight)
+
+
 
 def nystrom_attention(q: Tensor, k: Tensor, v: Tensor, *, num_landmarks: int, scale: float, pinv: str = "iterative",
                       pinv_iters: int = 6, return_residual: bool = False) -> Tensor | tuple[Tensor, Tensor]:
@@ -82,9 +145,8 @@ def nystrom_attention(q: Tensor, k: Tensor, v: Tensor, *, num_landmarks: int, sc
     Returns:
         ``[B, h, N, d]``; or (output, residual) with ``return_residual=True``.
     """
-    q = q * scale
-    q_l, k_l = segment_means(q, num_landmarks), segment_means(k, num_landmarks)  # Q̃, K̃ [B, h, m, d]
-    k1 = (q @ k_l.transpose(-2, -1)).softmax(dim=-1)  # [B, h, N, m]
+    q_l = segment_means(q, num_landmarks) * scale  # Q̃ (scaled after the mean, so that no scaled copy of q is made)
+    k_l = segment_means(k, num_landmarks)  # K̃ [B, h, m, d]
     k2 = (q_l @ k_l.transpose(-2, -1)).softmax(dim=-1)  # A_S [B, h, m, m]
     k3 = (q_l @ k.transpose(-2, -1)).softmax(dim=-1)  # [B, h, m, N]
     dt = torch.promote_types(k2.dtype, torch.float32)
@@ -95,8 +157,9 @@ def nystrom_attention(q: Tensor, k: Tensor, v: Tensor, *, num_landmarks: int, sc
             with torch.no_grad():  # convergence diagnostic (docs/methods.md): 0 when Z inverts A
                 eye = torch.eye(A.shape[-1], device=A.device, dtype=A.dtype)
                 residual = torch.linalg.matrix_norm(eye - A @ Z)  # [B, h]
-    Z = Z.to(k1.dtype)
-    out = (k1 @ Z) @ (k3 @ v)  # [B, h, N, d]
+    Z = Z.to(k3.dtype)
+    # (k1 Z)(k3 V) with k1 = softmax(Q K̃ᵀ s) [B, h, N, m] formed a row chunk at a time
+    out = softmax_chain(q, k_l * scale, Z, k3 @ v)  # [B, h, N, d]
     return (out, residual) if return_residual else out
 
 
@@ -178,7 +241,7 @@ class NystromAttention(QKVAttention):
         o, residual = o if self.track_residual else (o, None)
         self.last_residual = None if residual is None else float(residual.max())
         if self.conv is not None:
-            o = o + self.conv(v)
+            o = o + sequence_conv(v, self.conv.weight)  # = self.conv(v), faster
         return o
 
     def extra_repr(self) -> str:

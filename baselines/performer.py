@@ -20,7 +20,8 @@ import math
 import torch
 from torch import Tensor
 
-from baselines._common import QKVAttention, check_choice, check_hparams, projection_macs
+from baselines._common import (QKVAttention, check_choice, check_hparams, custom_backward_applies, projection_macs,
+                               row_chunks)
 
 __all__ = ["PerformerAttention", "gaussian_orthogonal_random_matrix", "softmax_kernel", "favor_attention",
            "performer_macs"]
@@ -60,17 +61,6 @@ def gaussian_orthogonal_random_matrix(m: int, d: int, *, scaling: int = 0, ortho
     else:
         norms = torch.full((m, 1), math.sqrt(d))
     return w * norms
-
-
-# Rows of q / k handled at once: a chunk's [B, h, rows, m] features (about 4 MB in float32) stay in cache and are
-# reused from the heap. Whole [B, h, N, m] temporaries cost more in page faults than in arithmetic at large N (a
-# fresh 48 MB buffer costs ~30 ms to fault in on a CPU), and the generic backward would keep four of them alive.
-_CHUNK_ELEMS = 1 << 20
-
-
-def _row_chunks(n: int, per_row: int) -> list[tuple[int, int]]:
-    rows = max(1, _CHUNK_ELEMS // max(per_row, 1))
-    return [(a, min(a + rows, n)) for a in range(0, n, rows)]
 
 
 def _exp_features(x: Tensor, w_scaled_t: Tensor, half_s2: float, c: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -123,7 +113,7 @@ def _favor_forward(q: Tensor, k: Tensor, v: Tensor, w_t: Tensor, eps: float
     B, h, N, d = (int(s) for s in q.shape)
     half_s2 = d ** -0.5 / 2
     kv = ksum = c_k = None
-    for a, b in _row_chunks(N, B * h * int(w_t.shape[1])):
+    for a, b in row_chunks(N, B * h * int(w_t.shape[1])):
         z = k[..., a:b, :] @ w_t
         c_new = z.amax(dim=(-2, -1), keepdim=True)
         if c_k is not None:
@@ -143,7 +133,7 @@ def _favor_forward(q: Tensor, k: Tensor, v: Tensor, w_t: Tensor, eps: float
     q_corr = kv_aug.sum(dim=-2, keepdim=True).mul_(eps) if eps else None  # eps·1ᵀ kv_aug, [B, h, 1, d+1]
     out = q.new_empty(B, N, h, d).transpose(1, 2)
     den = q.new_empty(B, h, N, 1)
-    for a, b in _row_chunks(N, B * h * int(w_t.shape[1])):
+    for a, b in row_chunks(N, B * h * int(w_t.shape[1])):
         e, _ = _exp_features(q[..., a:b, :], w_t, half_s2, None)
         o = e @ kv_aug  # [Q′K′ᵀV | Q′K′ᵀ1] rows a:b
         if q_corr is not None:
@@ -175,7 +165,7 @@ class _Favor(torch.autograd.Function):
         eps = ctx.eps
         B, h, N, d = (int(s) for s in q.shape)
         half_s2 = d ** -0.5 / 2
-        chunks = _row_chunks(N, B * h * int(w_t.shape[1]))
+        chunks = row_chunks(N, B * h * int(w_t.shape[1]))
         w_aug = torch.cat([w_t.t(), torch.ones_like(w_t[:1].t())], dim=1)  # [W·d^-¼ | 1], [m, d+1]
         grads = q.new_empty(3, B, N, h, d)  # dq, dk, dv in the layout the head split's backward stacks them
         dq, dk, dv = (t.transpose(1, 2) for t in grads.unbind(0))
@@ -222,7 +212,7 @@ def favor_attention(q: Tensor, k: Tensor, v: Tensor, projection: Tensor, *, eps:
         ``[B, h, N, d]``.
     """
     w_t = (projection.detach() * int(q.shape[-1]) ** -0.25).t()  # fold x̂ = x·d^-¼ into W
-    if torch.is_grad_enabled() and not torch.jit.is_tracing() and any(t.requires_grad for t in (q, k, v)):
+    if custom_backward_applies(q, k, v):
         return _Favor.apply(q, k, v, w_t, eps)
     return _favor_forward(q, k, v, w_t, eps)[0]
 

@@ -30,6 +30,7 @@ import argparse
 import json
 import math
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -302,6 +303,27 @@ def _load() -> tuple[float, float, float]:
     return tuple(round(v, 2) for v in os.getloadavg())
 
 
+def _environment(threads: int) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+                                capture_output=True, text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": threads, "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform(), "git_commit": commit}
+
+
+def _machine_line(env: dict[str, Any]) -> str:
+    return (f"Machine: {env['cpu']} ({env['cpu_count']} cores, {env['torch_threads']} torch threads) | torch "
+            f"{env['torch']} | python {env['python']} | {env['platform']} | commit {env['git_commit']}")
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -352,9 +374,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"missing reference package(s) {', '.join(missing)}: pip install -e '.[bench]'", file=sys.stderr)
         return 2
 
-    from attnbench.report import machine_line
-    from attnbench.results import environment
-
     torch.set_num_threads(a.threads)
     gates = {m: check_equivalence(m) for m in methods}
     for m, g in gates.items():
@@ -379,9 +398,8 @@ def main(argv: list[str] | None = None) -> int:
                               f"({time.perf_counter() - t0:.0f} s)", flush=True)
     load["end"] = _load()
     summary = summarise(cells, {m: gates[m] for m in timed})
-    env = environment("cpu")
-    env["torch_threads"] = a.threads
-    md = render_table(summary, gates, machine=machine_line(env), load=load, rounds=a.rounds, threads=a.threads,
+    env = _environment(a.threads)
+    md = render_table(summary, gates, machine=_machine_line(env), load=load, rounds=a.rounds, threads=a.threads,
                       versions=versions)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ MATMUL_CLASS = {"linear", "matmul", "bmm", "mm", "addmm", "einsum", "conv"}  # f
 
 # case -> (extra hparams over baseline_cases, aten ops fvcore's trace leaves uncounted)
 _ELEMENTWISE_NYSTROM = {"aten::mul", "aten::mean", "aten::softmax", "aten::abs", "aten::sum", "aten::amax",
-                        "aten::div", "aten::eye", "aten::sub", "aten::add"}
+                        "aten::div", "aten::eye", "aten::sub", "aten::add", "aten::repeat_interleave"}
 FVCORE_CASES = {
     "softmax": ({}, {"aten::scaled_dot_product_attention"}),
     "softmax-math": ({}, {"aten::mul", "aten::softmax"}),

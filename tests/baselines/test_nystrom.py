@@ -7,7 +7,7 @@ import torch
 import baselines as B
 from baseline_cases import DIM, HEADS, assert_close, reference
 from baselines import naive
-from baselines.nystrom import iterative_pinv, nystrom_attention, segment_means
+from baselines.nystrom import iterative_pinv, nystrom_attention, segment_means, sequence_conv
 
 N = 48
 
@@ -83,3 +83,20 @@ def test_invalid_options_raise():
         B.NystromAttention(DIM, HEADS, conv_kernel=4)
     with pytest.raises(ValueError, match="pinv='svd' is not supported; accepted: 'iterative', 'exact'"):
         B.NystromAttention(DIM, HEADS, pinv="svd")
+
+
+@pytest.mark.parametrize("n", [40, 130], ids=lambda n: f"N{n}")  # 130: the weight gradient's last block is partial
+def test_sequence_conv_equals_the_module_conv_and_its_gradients(n):
+    """The fast conv (channels-last, custom weight gradient) against nn.Conv2d(h, h, (K, 1), groups=h), float64."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(HEADS, HEADS, (5, 1), padding=(2, 0), groups=HEADS, bias=False).double()
+    qkv = torch.randn(2, n, 3 * DIM, dtype=torch.float64, requires_grad=True)
+    v = qkv[..., 2 * DIM:].reshape(2, n, HEADS, DIM // HEADS).transpose(1, 2)  # [B, h, N, d] as the shell makes it
+    w = torch.randn_like(v)
+    got = sequence_conv(v, conv.weight)
+    ref = conv(v)
+    assert_close("sequence_conv forward", got, ref, 1e-15)
+    g_got = torch.autograd.grad((got * w).sum(), (qkv, conv.weight))
+    g_ref = torch.autograd.grad((ref * w).sum(), (qkv, conv.weight))
+    assert_close("sequence_conv input gradient", g_got[0], g_ref[0], 1e-13)
+    assert_close("sequence_conv weight gradient", g_got[1], g_ref[1], 1e-13)
