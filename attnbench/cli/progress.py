@@ -38,7 +38,7 @@ def cell_figure(row: dict[str, Any]) -> str:
     text = f"ok {lat:.3g} ms"
     lo, hi, n = row.get("latency_rounds_min"), row.get("latency_rounds_max"), row.get("rounds")
     if isinstance(n, (int, float)) and n and isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
-        text += f" ({int(n)} rounds {lo:.3g}-{hi:.3g})"
+        text += f" ({int(n)} round{'s' if int(n) != 1 else ''} {lo:.3g}-{hi:.3g})"
     if row.get("trusted") == 0:
         text += f", untrusted: {row.get('untrusted_reason')}"
     return text
