@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 __all__ = ["QKVAttention", "FeatureMapAttention", "projection_macs", "check_choice", "check_hparams", "row_chunks",
            "softmax_chain", "qkv_heads", "custom_backward_applies",
-           "CHUNK_ELEMS"]
+           "CHUNK_ELEMS", "KEEP_ELEMS"]
 
 # Constructor arguments of the shell, and the seq_len a harness may pass to every formula: a MAC formula accepts
 # them and ignores them (they cost no matmul; N is the formula's own argument).
@@ -40,10 +40,13 @@ def projection_macs(B: int, N: int, dim: int) -> int:
     """MACs of the fused qkv Linear (3·B·N·D²) plus the output Linear (B·N·D²); bias adds are not counted."""
     return 4 * B * N * dim * dim
 
-# Rows of the queries handled at once: a chunk's [B, h, rows, L] scores (about 4 MB in float32) stay in cache and
+# Rows of the queries handled at once: a chunk's [B, h, rows, L] scores (about 1 MB in float32) stay in cache and
 # are reused from the heap. Whole [B, h, N, L] temporaries cost more in page faults than in arithmetic at large N
 # on a CPU (a fresh 48 MB buffer takes ~30 ms to fault in), and a generic backward keeps several of them alive.
-CHUNK_ELEMS = 1 << 20
+# 2^18 was as fast as or faster than 2^17..2^21 for the three methods at N = 16384 (fwd and fwd+bwd, this VM).
+CHUNK_ELEMS = 1 << 18
+# Up to this many probabilities in all (small N) are kept for the backward instead of being recomputed.
+KEEP_ELEMS = 1 << 20
 
 
 def row_chunks(n: int, per_row: int) -> list[tuple[int, int]]:
@@ -52,19 +55,21 @@ def row_chunks(n: int, per_row: int) -> list[tuple[int, int]]:
     return [(a, min(a + rows, n)) for a in range(0, n, rows)]
 
 
-def _chain_forward(q: Tensor, keys: Tensor, mats: tuple[Tensor, ...]) -> tuple[Tensor, Tensor | None]:
-    """(the ``[B, N, h, e]`` output buffer, the probabilities when they fit one chunk, else None)."""
+def _chain_forward(q: Tensor, keys: Tensor, mats: tuple[Tensor, ...]) -> tuple[Tensor, list[Tensor] | None]:
+    """(the ``[B, N, h, e]`` output buffer, each chunk's probabilities when there are at most ``KEEP_ELEMS``)."""
     B, h, N = (int(s) for s in q.shape[:3])
-    d_out = int(mats[-1].shape[-1])
+    L, d_out = int(keys.shape[-2]), int(mats[-1].shape[-1])
     buf = q.new_empty(B, N, h, d_out)  # [B, N, h, d_out]: merging the heads afterwards is free
     out = buf.transpose(1, 2)
-    chunks = row_chunks(N, B * h * int(keys.shape[-2]))
-    for a, b in chunks:
+    kept: list[Tensor] | None = [] if B * h * N * L <= KEEP_ELEMS else None
+    for a, b in row_chunks(N, B * h * L):
         p = t = torch.softmax(q[..., a:b, :] @ keys.transpose(-2, -1), dim=-1)
         for mat in mats:
             t = t @ mat
         out[..., a:b, :] = t
-    return buf, (p if len(chunks) == 1 else None)
+        if kept is not None:
+            kept.append(p)
+    return buf, kept
 
 
 class _SoftmaxChain(torch.autograd.Function):
@@ -77,7 +82,7 @@ class _SoftmaxChain(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q: Tensor, keys: Tensor, *mats: Tensor) -> Tensor:
         ctx.save_for_backward(q, keys, *mats)
-        buf, ctx.p = _chain_forward(q, keys, mats)  # p kept when it is one chunk (small): nothing to recompute
+        buf, ctx.kept = _chain_forward(q, keys, mats)  # probabilities kept at small N: nothing to recompute
         return buf  # [B, N, h, e]: a view made here could not be added to in place
 
     @staticmethod
@@ -89,9 +94,9 @@ class _SoftmaxChain(torch.autograd.Function):
         dq = q.new_empty(B, N, h, d).transpose(1, 2)
         dkeys = torch.zeros_like(keys)
         dmats = [torch.zeros_like(m) for m in mats]
-        for a, b in row_chunks(N, B * h * int(keys.shape[-2])):
-            p = ctx.p if ctx.p is not None else torch.softmax(q[..., a:b, :] @ keys.transpose(-2, -1), dim=-1)
-            ctx.p = None
+        kept, ctx.kept = ctx.kept, None
+        for i, (a, b) in enumerate(row_chunks(N, B * h * int(keys.shape[-2]))):
+            p = kept[i] if kept is not None else torch.softmax(q[..., a:b, :] @ keys.transpose(-2, -1), dim=-1)
             ts = [p]  # the chain's partial products for this chunk
             for mat in mats[:-1]:
                 ts.append(ts[-1] @ mat)

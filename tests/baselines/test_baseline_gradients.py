@@ -8,6 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+import baselines._common
+
 from baseline_cases import assert_close
 from baselines import naive
 from baselines.linformer import linformer_attention
@@ -32,11 +34,19 @@ CORES = {
 }
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["one-chunk", "chunked"])
 @pytest.mark.parametrize("name", CORES)
-def test_gradients_match_float64_reference(name):
+def test_gradients_match_float64_reference(name, chunked, monkeypatch):
+    """``chunked``: rows in chunks of 3 to 16 (the last one partial) and nothing kept for the backward, as at large
+    N; the keys grow along the sequence, so that FAVOR+'s running key max rises from chunk to chunk."""
     fast, ref_fn, extra, tol = CORES[name]
     g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(1, h, N, d, dtype=torch.float64, generator=g).requires_grad_() for _ in range(3))
+    q, k, v = (torch.randn(1, h, N, d, dtype=torch.float64, generator=g) for _ in range(3))
+    if chunked:
+        monkeypatch.setattr(baselines._common, "CHUNK_ELEMS", 200)
+        monkeypatch.setattr(baselines._common, "KEEP_ELEMS", 0)
+        k = k * torch.linspace(0.2, 1.5, N, dtype=torch.float64)[:, None]
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
     extra = tuple(t.clone().requires_grad_() for t in extra)
     inputs = (q, k, v, *extra)
     o, ref = fast(*inputs), ref_fn(*inputs)
