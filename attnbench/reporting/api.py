@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from attnbench.reporting.format import short_machine
+from attnbench.reporting.frontier import FRONTIER_PNG, accuracy_across_n, plot_frontier
 from attnbench.reporting.load import efficiency, ensure_schema, labelled, load_runs
 from attnbench.reporting.markdown import render
 from attnbench.reporting.paper import paper_table
@@ -32,6 +33,7 @@ class Report:
     relative: pd.DataFrame
     break_even: pd.DataFrame
     paper: pd.DataFrame
+    accuracy: pd.DataFrame  # training rows reduced over seeds per (skeleton, N, model), with costs and Pareto sets
     sections: list[Section]
     markdown: str
     out_dir: Path | None = None
@@ -71,7 +73,7 @@ def report(runs: str | Path | Iterable[str | Path] | pd.DataFrame, out: str | Pa
     sections = build_sections(df, metas, baseline=base, runs=names)
     rep = Report(results=df, meta=metas, baseline=base, absolute=absolute_table(eff),
                  relative=relative_table(eff, base), break_even=break_even(eff, base), paper=paper_table(df),
-                 sections=sections, markdown=render(sections))
+                 accuracy=accuracy_across_n(df), sections=sections, markdown=render(sections))
     if write is None:
         write = out is not None
     if write:
@@ -87,4 +89,8 @@ def report(runs: str | Path | Iterable[str | Path] | pd.DataFrame, out: str | Pa
         if plots:
             machine = "; ".join(dict.fromkeys(short_machine(m) for m in metas)) or None
             rep.files += plot_all(eff, rep.out_dir, machine=machine)
+            if len(rep.accuracy) > 1:
+                front = plot_frontier(rep.accuracy, rep.out_dir / FRONTIER_PNG, title=machine and
+                                      f"Accuracy versus cost — {machine}")
+                rep.files += [front] if front else []
     return rep

@@ -24,9 +24,12 @@ import pandas as pd
 from attnbench.reporting.format import DASH, fmt_latency, fmt_sig
 from attnbench.reporting.load import efficiency, ensure_schema, train_mask, variant_labels
 from attnbench.reporting.paper import pick_efficiency_row
+from attnbench.reporting.plots import _mpl, method_styles
 
 __all__ = ["accuracy_across_n", "accuracy_display", "pareto", "plot_frontier", "verdict", "REFERENCE",
-           "FRONTIER_NOTE", "COSTS"]
+           "FRONTIER_NOTE", "FRONTIER_PNG", "COSTS"]
+
+FRONTIER_PNG = "frontier.png"  # the plot's file name in the report's folder
 
 REFERENCE = "softmax"  # what every method's change in accuracy is measured against
 COSTS = {"latency_ms_median": "latency (ms)", "peak_mem_mib": "peak memory (MiB)"}  # the frontier's x axes
@@ -144,8 +147,6 @@ def plot_frontier(table: pd.DataFrame, path: str | Path, *, title: str | None = 
     drawable = table[table[list(COSTS)].notna().any(axis=1)]
     if drawable.empty:
         return None
-    from attnbench.reporting.plots import _mpl, method_styles
-
     plt = _mpl()
     cells = list(dict.fromkeys(zip(drawable["skeleton"], drawable["seq_len"])))
     fig, axes = plt.subplots(len(COSTS), len(cells), figsize=(4.2 * len(cells) + 1.5, 3.6 * len(COSTS)),
@@ -173,7 +174,8 @@ def plot_frontier(table: pd.DataFrame, path: str | Path, *, title: str | None = 
             ax.set_ylabel("top-1 (%)")
             ax.set_title(f"{skeleton}, N={int(n):,}", fontsize=10)
             ax.grid(True, alpha=0.3)
-    fig.suptitle(title or "Accuracy versus cost (error bars: seed min..max; line: Pareto-optimal)", fontsize=11)
+    fig.suptitle((title or "Accuracy versus cost") + "\n(error bars: seed min..max; grey line: Pareto-optimal)",
+                 fontsize=10)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)

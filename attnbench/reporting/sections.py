@@ -16,6 +16,7 @@ import pandas as pd
 
 from attnbench.reporting.format import (LEGEND, absolute_display, break_even_display, group_title, machine_line,
                                         relative_display)
+from attnbench.reporting.frontier import FRONTIER_NOTE, FRONTIER_PNG, accuracy_across_n, accuracy_display
 from attnbench.reporting.load import as_list, efficiency, ensure_schema, groups, labelled, model_order, \
     parse_hparams, select, train_mask
 from attnbench.reporting.paper import paper_display, paper_notes, paper_table
@@ -107,6 +108,10 @@ def build_sections(df: pd.DataFrame, metas: list[dict[str, Any]] | None = None, 
     if not paper.empty:
         out.append(Section("Accuracy and cost (training rows joined on model, skeleton, N)", 2, [
             Table(paper_display(paper)), Text(paper_notes(paper), break_last=True)]))
+    acc = accuracy_across_n(df)
+    if len(acc) > 1:  # a comparison: several models, N or skeletons (attnbench train --models ... --seq ...)
+        out.append(Section("Accuracy across N, and the accuracy-versus-cost frontier", 2, [
+            Table(accuracy_display(acc), keys=3), Text([FRONTIER_NOTE + f" Plot: `{FRONTIER_PNG}`."])]))
     hp = _hparams_lines(eff)
     if hp:
         out.append(Section("Hyper-parameters", 2, [Bullets(hp)]))
@@ -303,6 +308,8 @@ def _failures(eff: pd.DataFrame) -> list[str]:
 
 
 def _flop_audit(eff: pd.DataFrame) -> list[str]:
+    if eff.empty:  # a report of training rows alone (an empty boolean mask would select columns below)
+        return []
     unc = eff[eff["flops_uncounted_ops"].map(lambda v: bool(as_list(v)) if isinstance(v, (str, list)) else False)]
     return [f"`{model}`: {', '.join(sorted({op for v in g['flops_uncounted_ops'] for op in as_list(v)}))}"
             for model, g in unc.groupby("model", sort=False)]

@@ -156,13 +156,13 @@ def test_the_control_mixes_no_tokens_and_counts_its_macs():
 
 @pytest.mark.heavy
 def test_softmax_learns_the_task_and_the_control_does_not(tmp_path):
-    """The task needs token mixing: softmax far above chance, the no-mixing control at chance, on a small budget
-    (N = 64: 32 px; see the README for N = 256 and 1024)."""
+    """The task needs token mixing: on the default budget (longrange:64, N = 256, vit-micro-d2, the longrange
+    recipe: 5 epochs of 4,000 images) softmax ends far above chance and the no-mixing control at chance. Measured
+    on a 2-core VM: softmax 100 % from epoch 2, the control 50.0 % at every epoch (about 3 and 2 CPU-minutes)."""
     from attnbench.train import TrainConfig, train
 
-    common = dict(skeleton="vit-micro", data="longrange:32:n=2000:val=400", epochs=12, progress="plain",
-                  out=str(tmp_path), threads=1)
-    soft = train(TrainConfig(model="softmax", **common))
+    common = dict(skeleton="vit-micro", data="longrange", progress="plain", out=str(tmp_path), threads=1)
+    learned = train(TrainConfig(model="softmax", **common))
     control = train(TrainConfig(model="attnbench.train.longrange:NoMixing", **common))
-    assert soft["top1"] >= 80, soft["history"]
-    assert control["top1"] <= 62, control["history"]
+    assert learned["top1"] >= 90, learned["history"]
+    assert control["top1"] <= 56, control["history"]

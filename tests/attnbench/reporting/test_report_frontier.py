@@ -93,3 +93,15 @@ def test_display_and_plot(tmp_path):
 def test_no_training_rows_give_an_empty_table():
     eff_only = pd.DataFrame([_eff("soft", 256, 1.0, 1.0)], columns=ALL_COLUMNS)
     assert accuracy_across_n(eff_only).empty
+
+
+def test_the_report_has_the_section_and_the_plot(tmp_path):
+    from attnbench.reporting import report
+
+    rep = report(_frame(), out=tmp_path)
+    assert len(rep.accuracy) == 6 and (tmp_path / "frontier.png") in rep.files
+    assert "## Accuracy across N, and the accuracy-versus-cost frontier" in rep.markdown
+    assert "indistinguishable" in rep.markdown and "`frontier.png`" in rep.markdown
+    one = report(_frame().iloc[:1], out=tmp_path / "one")  # a single training row: no comparison, no frontier
+    assert one.accuracy.shape[0] == 1 and "Accuracy across N" not in one.markdown
+    assert not (tmp_path / "one" / "frontier.png").exists()
