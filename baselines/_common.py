@@ -50,7 +50,10 @@ KEEP_ELEMS = 1 << 20
 
 
 def row_chunks(n: int, per_row: int) -> list[tuple[int, int]]:
-    """``[(start, stop), ...]`` covering ``range(n)`` in chunks of about ``CHUNK_ELEMS / per_row`` rows."""
+    """``[(start, stop), ...]`` covering ``range(n)`` in chunks of about ``CHUNK_ELEMS / per_row`` rows; one chunk
+    when all of it is at most ``KEEP_ELEMS`` (small N: what the backward then keeps instead of recomputing)."""
+    if n * per_row <= KEEP_ELEMS:
+        return [(0, n)]
     rows = max(1, CHUNK_ELEMS // max(per_row, 1))
     return [(a, min(a + rows, n)) for a in range(0, n, rows)]
 

@@ -101,8 +101,9 @@ def softmax_kernel(x: Tensor, projection: Tensor, *, is_query: bool, eps: float 
 
 
 def _favor_forward(q: Tensor, k: Tensor, v: Tensor, w_t: Tensor, eps: float
-                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """D⁻¹ Q′(K′ᵀ V) chunk by chunk; returns (out, den, [K′ᵀV | K′ᵀ1] ``[B, h, m, d+1]``, key stabiliser c_k).
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor, tuple[Tensor, Tensor] | None]:
+    """D⁻¹ Q′(K′ᵀ V) chunk by chunk; returns (out, den, [K′ᵀV | K′ᵀ1] ``[B, h, m, d+1]``, key stabiliser c_k,
+    (E_K, E_Q) when N is small enough for one chunk (kept for the backward), else None).
 
     With E = exp(·) and φ = m^-½ (E + eps): the m^-½ cancels between numerator and denominator, and the eps term
     enters as rank-one corrections, (E + eps·1 1ᵀ) A = E A + eps·1 (1ᵀ A), so that E + eps is never formed.
@@ -113,7 +114,8 @@ def _favor_forward(q: Tensor, k: Tensor, v: Tensor, w_t: Tensor, eps: float
     B, h, N, d = (int(s) for s in q.shape)
     half_s2 = d ** -0.5 / 2
     kv = ksum = c_k = None
-    for a, b in row_chunks(N, B * h * int(w_t.shape[1])):
+    chunks = row_chunks(N, B * h * int(w_t.shape[1]))
+    for a, b in chunks:
         z = k[..., a:b, :] @ w_t
         c_new = z.amax(dim=(-2, -1), keepdim=True)
         if c_k is not None:
@@ -123,7 +125,7 @@ def _favor_forward(q: Tensor, k: Tensor, v: Tensor, w_t: Tensor, eps: float
             ksum.mul_(rescale.squeeze(-1))
         c_k = c_new
         shift = (k[..., a:b, :] * k[..., a:b, :]).sum(dim=-1, keepdim=True).mul_(half_s2).add_(c_k)
-        e = z.sub_(shift).exp_()  # E_K rows a:b, [B, h, n, m]
+        e_k = e = z.sub_(shift).exp_()  # E_K rows a:b, [B, h, n, m]
         part, part_sum = e.transpose(-2, -1) @ v[..., a:b, :], e.sum(dim=-2)
         kv, ksum = (part, part_sum) if kv is None else (kv.add_(part), ksum.add_(part_sum))
     if eps:
@@ -133,27 +135,28 @@ def _favor_forward(q: Tensor, k: Tensor, v: Tensor, w_t: Tensor, eps: float
     q_corr = kv_aug.sum(dim=-2, keepdim=True).mul_(eps) if eps else None  # eps·1ᵀ kv_aug, [B, h, 1, d+1]
     out = q.new_empty(B, N, h, d).transpose(1, 2)
     den = q.new_empty(B, h, N, 1)
-    for a, b in row_chunks(N, B * h * int(w_t.shape[1])):
+    for a, b in chunks:
         e, _ = _exp_features(q[..., a:b, :], w_t, half_s2, None)
         o = e @ kv_aug  # [Q′K′ᵀV | Q′K′ᵀ1] rows a:b
         if q_corr is not None:
             o.add_(q_corr)
         den[..., a:b, :] = o[..., d:]
         out[..., a:b, :] = o[..., :d] / o[..., d:]  # not div(out=): a traced forward may carry gradients
-    return out, den, kv_aug, c_k
+    return out, den, kv_aug, c_k, ((e_k, e) if len(chunks) == 1 else None)
 
 
 class _Favor(torch.autograd.Function):
     """FAVOR+ with a backward that recomputes the features chunk by chunk instead of storing them.
 
     The generic backward keeps every [B, h, N, m] temporary of the forward (four of them); this one stores only
-    ``[B, h, N, d]`` tensors and recomputes E_Q and E_K per chunk, in cache (2 N m d more MACs, no big buffers).
+    ``[B, h, N, d]`` tensors and recomputes E_Q and E_K per chunk, in cache (2 N m d more MACs, no big buffers),
+    except at small N (one chunk), where it keeps the two.
     The projection is a fixed random draw and gets no gradient.
     """
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, w_t: Tensor, eps: float) -> Tensor:
-        out, den, kv_aug, c_k = _favor_forward(q, k, v, w_t, eps)
+        out, den, kv_aug, c_k, ctx.kept = _favor_forward(q, k, v, w_t, eps)
         ctx.save_for_backward(q, k, v, w_t, out, den, kv_aug, c_k)
         ctx.eps = eps
         return out
@@ -167,15 +170,16 @@ class _Favor(torch.autograd.Function):
         half_s2 = d ** -0.5 / 2
         chunks = row_chunks(N, B * h * int(w_t.shape[1]))
         w_aug = torch.cat([w_t.t(), torch.ones_like(w_t[:1].t())], dim=1)  # [W·d^-¼ | 1], [m, d+1]
-        grads = q.new_empty(3, B, N, h, d)  # dq, dk, dv in the layout the head split's backward stacks them
-        dq, dk, dv = (t.transpose(1, 2) for t in grads.unbind(0))
+        # [B, N, h, d] buffers: each reaches its Linear as a [B, N, C] view
+        dq, dk, dv = (q.new_empty(B, N, h, d).transpose(1, 2) for _ in range(3))
+        kept, ctx.kept = ctx.kept, None  # (E_K, E_Q) at small N; recomputed per chunk otherwise
         dkv_aug = torch.zeros_like(kv_aug)
         do_sum = q.new_zeros(B, h, 1, d + 1)
         for a, b in chunks:  # queries: o = E_Q kv_aug (+ eps 1 1ᵀ kv_aug), out = o[:d] / o[d]
             do = torch.empty_like(kv_aug[..., :1, :].expand(B, h, b - a, d + 1))
             torch.div(g[..., a:b, :], den[..., a:b, :], out=do[..., :d])  # ∂/∂num = g / den
             torch.sum(do[..., :d] * out[..., a:b, :], dim=-1, keepdim=True, out=do[..., d:]).neg_()  # ∂/∂den
-            e, _ = _exp_features(q[..., a:b, :], w_t, half_s2, None)
+            e = kept[1] if kept else _exp_features(q[..., a:b, :], w_t, half_s2, None)[0]
             de = do @ kv_aug.transpose(-2, -1)  # ∂/∂E_Q rows a:b
             dkv_aug.add_(e.transpose(-2, -1) @ do)
             if eps:
@@ -187,7 +191,7 @@ class _Favor(torch.autograd.Function):
         dkv, dksum = dkv_aug[..., :d], dkv_aug[..., d:].transpose(-2, -1)  # [B, h, m, d], [B, h, 1, m]
         dv_corr = dkv.sum(dim=-2, keepdim=True).mul_(eps) if eps else None
         for a, b in chunks:  # keys: kv_aug = Σ_n (E_K,n + eps) [v_n | 1]
-            e, _ = _exp_features(k[..., a:b, :], w_t, half_s2, c_k)
+            e = kept[0] if kept else _exp_features(k[..., a:b, :], w_t, half_s2, c_k)[0]
             de = (v[..., a:b, :] @ dkv.transpose(-2, -1)).add_(dksum)  # ∂/∂E_K rows a:b
             torch.matmul(e, dkv, out=dv[..., a:b, :])
             if dv_corr is not None:
@@ -201,7 +205,8 @@ def favor_attention(q: Tensor, k: Tensor, v: Tensor, projection: Tensor, *, eps:
     """Non-causal FAVOR+: D⁻¹ Q′(K′ᵀ V), D = diag(Q′ K′ᵀ 1_N) (paper eq. 5), in O(N m d), Q′ = φ(Q), K′ = φ(K).
 
     Computed in row chunks without forming Q′ or K′ whole (see :func:`_favor_forward`); with gradients it runs
-    as one autograd Function whose backward recomputes the features per chunk. The projection gets no gradient.
+    as one autograd Function whose backward recomputes the features per chunk (at large N). The projection gets no
+    gradient.
 
     Args:
         q, k, v: ``[B, h, N, d]``.
