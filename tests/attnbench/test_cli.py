@@ -100,6 +100,9 @@ BAD_RUN_INPUTS = {
     "bad-device": (["--device", "tpu"], ["bad --device", "cuda:<index>"]),
     "bad-mem-limit": (["--mem-limit", "lots"], ["bad --mem-limit", "8G"]),
     "bad-timeout": (["--timeout", "-1"], ["--timeout"]),
+    "zero-repeats": (["--repeats", "0"], ["--repeats"]),
+    "text-repeats": (["--repeats", "abc"], ["--repeats", "not a valid integer"]),
+    "negative-retries": (["--max-retries", "-1"], ["--max-retries"]),
     "resume-without-name": (["--resume"], ["--resume needs --name"]),
     "unknown-option": (["--sequence", "1024"], ["No such option"]),
 }
