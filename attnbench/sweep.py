@@ -270,6 +270,11 @@ def _still_busy(threads: int | None, cores: int) -> bool:
     return idle is not None and idle < (threads or cores)
 
 
+def _cores_needed(spec: CellSpec, row: dict[str, Any]) -> int:
+    """The cores a cell's timing needs to itself: its intra-op threads on a CPU, the one launching thread on a GPU."""
+    return 1 if spec.device.startswith("cuda") else int(row["num_threads"])
+
+
 def _baseline(group: list[CellSpec]) -> str | None:
     models = [c.model for c in group]
     return next((b for b in BASELINES if b in models), None)
@@ -306,7 +311,7 @@ def _run_group(config: SweepConfig, group: list[CellSpec], runner: CellRunner, s
             if ok:
                 rounds[spec.model][r] = RoundResult(
                     ms=row["latency_ms_median"], iqr_ms=row["latency_ms_iqr"], blocks=int(row["timed_blocks"]),
-                    threads=int(row["num_threads"]), other_share=row.get("load_other_share"), cores=cores)
+                    threads=_cores_needed(spec, row), other_share=row.get("load_other_share"), cores=cores)
                 if isinstance(row.get("load_avg_1m"), (int, float)):
                     load_avg[spec.model].append(row["load_avg_1m"])
             elif r > 0:

@@ -288,3 +288,11 @@ def test_too_few_blocks_asks_the_retry_for_more(tmp_path: Path) -> None:
     assert runner.calls[-2:] == [(OK, True, 1, None), ("softmax", True, 1, 7)] or \
         runner.calls[-2:] == [("softmax", True, 1, 7), (OK, True, 1, None)]
     assert rows["softmax"]["trusted"] == 1 and rows["softmax"]["timed_blocks"] == 10
+
+
+def test_a_gpu_cell_needs_one_core_for_itself() -> None:
+    from attnbench.cell import CellSpec
+    from attnbench.sweep import _cores_needed
+
+    assert _cores_needed(CellSpec("softmax", "layer", 64, device="cuda:0"), {"num_threads": 8}) == 1
+    assert _cores_needed(CellSpec("softmax", "layer", 64, device="cpu"), {"num_threads": 8}) == 8
