@@ -146,6 +146,7 @@ def _given(ctx: click.Context, name: str) -> bool:
 def _sweep(ctx: click.Context, hparams: list[str], models: str | None, seq_lens: str | None, seeds: int,
            opts: dict[str, Any]) -> None:
     """``--models``/``--seq``/``--seeds``: plan every pair (all checks first), then train them one by one."""
+    import os
     from pathlib import Path
 
     from attnbench.registry import parse_models, resolve_hparams
@@ -173,15 +174,16 @@ def _sweep(ctx: click.Context, hparams: list[str], models: str | None, seq_lens:
         if opts["resume"] is None:
             raise ValueError(f"run {run_dir} already exists; pass --resume to finish it or choose another --out")
     todo = pending_pairs(pairs, run_dir) if run_dir.exists() else pairs
-    click.echo(f"train sweep: {len(names)} model(s) x N={','.join(map(str, seqs))} x {seeds} seed(s) = {len(pairs)} "
+    say = click.echo if int(os.environ.get("RANK", 0)) == 0 else (lambda *_a, **_k: None)  # rank 0 alone talks
+    say(f"train sweep: {len(names)} model(s) x N={','.join(map(str, seqs))} x {seeds} seed(s) = {len(pairs)} "
                f"pair(s), {len(todo)} to run, {pairs[0].skeleton} on {base.data} -> {run_dir}")
 
     def on_pair(i: int, total: int, pair: Any) -> None:
         what = f"skipped: {pair.skip}" if pair.skip else pair.dataset
-        click.echo(f"[{i + 1}/{total}] {pair.model} N={pair.seq_len} seed={pair.seed}: {what}")
+        say(f"[{i + 1}/{total}] {pair.model} N={pair.seq_len} seed={pair.seed}: {what}")
 
     try:
         run_train_sweep(pairs, run_dir, on_pair=on_pair)
     except KeyboardInterrupt as e:
         _interrupted(e)  # finished pairs keep their rows, the interrupted one its checkpoint
-    click.echo(f"done -> {run_dir / 'results.csv'}")
+    say(f"done -> {run_dir / 'results.csv'}")

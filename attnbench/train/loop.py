@@ -164,6 +164,7 @@ class TrainRun:
     train_s: float = 0.0
     progress: Any = None
     corrupt_seen: int = 0  # unreadable images skipped so far (``skip_corrupt``)
+    owns_group: bool = True  # this run joined the process group (and leaves it); False inside a train sweep's
 
     @property
     def steps(self) -> int:
@@ -226,6 +227,7 @@ def setup(config: TrainConfig, *, model_dir: str | Path | None = None,
     _own(run_dir, model_dir, owned)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    owns_group = not dist.is_initialized()
     rank, world, dev = _distributed(cfg.device)
     amp = {"auto": "bf16" if dev.type == "cuda" else "off"}.get(cfg.amp, cfg.amp)
     if amp == "fp16" and dev.type != "cuda":
@@ -251,7 +253,7 @@ def setup(config: TrainConfig, *, model_dir: str | Path | None = None,
     run = TrainRun(cfg=cfg, spec=spec, info=info, skeleton=skeleton, img=img, seq_len=seq_len, run_dir=run_dir,
                    model_dir=model_dir, rank=rank, world=world, dev=dev, amp=amp, sampler=sampler,
                    loader_gen=loader_gen, train_loader=train_loader, val_loader=val_loader, sk=sk, raw=raw,
-                   model=model, lr=lr, t_start=t_start,
+                   model=model, lr=lr, t_start=t_start, owns_group=owns_group,
                    **_recipe(cfg, raw, lr, len(train_loader), amp, info.num_classes))
     _restore(run, ckpt)
     _write_meta(run)
@@ -536,7 +538,8 @@ def finish(run: TrainRun, last: int) -> dict[str, Any]:
                   checkpoint=str(run.ckpt_path))
     if run.world > 1:
         dist.barrier()
-        dist.destroy_process_group()
+        if run.owns_group:
+            dist.destroy_process_group()
     return result
 
 

@@ -18,8 +18,10 @@ continues an interrupted one from its last epoch's checkpoint.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,6 +227,18 @@ def _failure(e: BaseException) -> tuple[str, str]:
     return "error", f"{type(e).__name__}: {text}"
 
 
+def _join_group(pairs: list[Pair], stack: contextlib.ExitStack) -> None:
+    """Under torchrun, join the process group once for the whole sweep (each pair's training then neither joins nor
+    leaves it: a group cannot be joined again after it was left)."""
+    import torch.distributed as dist
+
+    from attnbench.train.loop import _distributed
+
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and pairs and not dist.is_initialized():
+        _distributed(pairs[0].config.device)
+        stack.callback(dist.destroy_process_group)
+
+
 def run_train_sweep(pairs: list[Pair], run_dir: str | Path, *,
                     on_pair: Callable[[int, int, Pair], None] | None = None) -> list[dict[str, Any]]:
     """Train every pending pair of ``pairs`` into ``run_dir`` (resuming an interrupted one); the rows written.
@@ -238,16 +252,23 @@ def run_train_sweep(pairs: list[Pair], run_dir: str | Path, *,
     from attnbench.train.loop import train
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    writer = int(os.environ.get("RANK", 0)) == 0  # under torchrun every rank trains each pair; rank 0 alone writes
+    if writer:
+        run_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    with RunLock(run_dir), sigterm_as_interrupt():  # one writer for the whole sweep; SIGTERM stops it as Ctrl-C
+    with contextlib.ExitStack() as stack:
+        if writer:
+            stack.enter_context(RunLock(run_dir))
+        stack.enter_context(sigterm_as_interrupt())  # SIGTERM stops the sweep as Ctrl-C does
+        _join_group(pairs, stack)
         todo = pending_pairs(pairs, run_dir)
         for i, pair in enumerate(todo):
-            if on_pair is not None:
+            if on_pair is not None and writer:
                 on_pair(i, len(todo), pair)
             if pair.skip:
                 row = _row(pair, "skipped", pair.skip)
-                append_row(run_dir, row)
+                if writer:
+                    append_row(run_dir, row)
                 rows.append(row)
                 continue
             cfg = dataclasses.replace(pair.config, out=str(run_dir), resume="auto")
@@ -256,7 +277,8 @@ def run_train_sweep(pairs: list[Pair], run_dir: str | Path, *,
             except Exception as e:  # noqa: BLE001  (one pair's failure is its row; the sweep goes on)
                 status, reason = _failure(e)
                 row = _row(pair, status, reason)
-                append_row(run_dir, row)
+                if writer:
+                    append_row(run_dir, row)
                 rows.append(row)
                 continue
             if result.get("status") != "ok":  # --stop-after sliced it: the rest later, with --resume

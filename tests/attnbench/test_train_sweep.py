@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -147,3 +151,17 @@ def test_cli_bad_sweeps_exit_2_before_training(tmp_path, args, match):
 def test_pair_key_matches_the_row_columns():
     p = Pair("softmax", 16, 42, BASE, "vit-micro-d1", "longrange:16", "softmax/N16-seed42")
     assert p.key == ("softmax", "vit-micro-d1", 16, "longrange:16", 42)
+
+
+def test_a_sweep_under_torchrun_joins_the_group_once_and_rank_0_alone_writes(tmp_path):
+    """Two gloo processes through four pairs: the process group is joined once for the sweep (a pair that left it
+    could not join it again), every pair has exactly one row."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+           "attnbench.train", *TINY, "--batch-size", "4", "--models", "softmax,linear", "--seq", "16,36",
+           "--out", str(tmp_path / "ddp")]
+    p = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[2], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                       capture_output=True, text=True, timeout=400)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert p.stdout.count("[4/4] linear N=36") == 1 and p.stdout.count("done -> ") == 1
+    df = load_results(tmp_path / "ddp")
+    assert len(df) == 4 and set(df["status"]) == {"ok"} and set(df["batch"]) == {8}  # global batch 2 x 4
