@@ -84,9 +84,15 @@ class AttnbenchGroup(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+_WARNED: set[str] = set()
+
+
 def _one_line_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
-    """Warnings reach a CLI user as one line each (``warnings`` already shows a given one once per place)."""
-    click.echo(f"warning: {str(message).splitlines()[0] if str(message) else category.__name__}", err=True)
+    """Warnings reach a CLI user as one line each, and a given one once per command."""
+    line = f"warning: {str(message).splitlines()[0] if str(message) else category.__name__}"
+    if line not in _WARNED:
+        _WARNED.add(line)
+        click.echo(line, err=True)
 
 
 def _module_exists(name: str) -> bool:

@@ -165,7 +165,7 @@ def variant_labels(df: pd.DataFrame) -> pd.Series:
                  for v, d in zip(variants, dicts)}
         labels[sel] = canon[sel].map(names)
     if "compile" in df.columns:  # a compiled run is its own model in every table: soft+compile, soft+max-autotune
-        mode = df["compile"].fillna("").astype(str)
+        mode = df["compile"].astype(object).where(df["compile"].notna(), "").astype(str)
         labels = labels.where(mode == "", labels + "+" + mode.replace("default", "compile"))
     return labels
 
