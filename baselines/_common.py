@@ -40,11 +40,12 @@ def projection_macs(B: int, N: int, dim: int) -> int:
     """MACs of the fused qkv Linear (3·B·N·D²) plus the output Linear (B·N·D²); bias adds are not counted."""
     return 4 * B * N * dim * dim
 
-# Rows of the queries handled at once: a chunk's [B, h, rows, L] scores (about 1 MB in float32) stay in cache and
-# are reused from the heap. Whole [B, h, N, L] temporaries cost more in page faults than in arithmetic at large N
-# on a CPU (a fresh 48 MB buffer takes ~30 ms to fault in), and a generic backward keeps several of them alive.
-# 2^18 was as fast as or faster than 2^17..2^21 for the three methods at N = 16384 (fwd and fwd+bwd, this VM).
-CHUNK_ELEMS = 1 << 18
+# Rows of the queries handled at once: a chunk's [B, h, rows, L] scores (16 MB in float32) are reused from the heap
+# (below glibc's 32 MB mmap threshold). Whole [B, h, N, L] temporaries cost more in page faults than in arithmetic
+# at large N on a CPU (a fresh 48 MB buffer takes ~30 ms to fault in), and a generic backward keeps several of them
+# alive. CPU time was flat from 2^17 to 2^22 at N = 16384 (this VM), but every op is a parallel region whose
+# barrier stalls when another process holds a core: on a shared 2-core machine, 2^18 ran 4.5x slower than 2^22.
+CHUNK_ELEMS = 1 << 22
 # Up to this many probabilities in all (small N) are kept for the backward instead of being recomputed.
 KEEP_ELEMS = 1 << 20
 
