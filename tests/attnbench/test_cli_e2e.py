@@ -80,6 +80,7 @@ def test_resume_reruns_nothing_finished(layer_run):
     assert (run_dir / "results.csv").read_bytes().startswith(before)
 
 
+@pytest.mark.heavy  # tens of seconds of process start-ups: run with -m heavy
 def test_shards_join_to_the_unsharded_set(layer_run, tmp_path):
     _, full_dir, _ = layer_run
     full = load_results(full_dir)

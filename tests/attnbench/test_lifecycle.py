@@ -74,6 +74,7 @@ def test_cells_and_scratch_die_with_the_parent(tmp_path: Path, sig: int) -> None
     assert not os.path.exists(scratch), "the scratch folder was left behind"
 
 
+@pytest.mark.heavy  # tens of seconds of process start-ups: run with -m heavy
 def test_sigterm_of_run_keeps_rows_kills_the_cell_and_exits_143(tmp_path: Path) -> None:
     """SLURM sends SIGTERM at its time limit: the same clean-up as Ctrl-C, exit 128 + 15."""
     T = "attnbench.measure.testing:"

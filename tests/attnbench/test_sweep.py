@@ -148,6 +148,7 @@ except KeyboardInterrupt:
 """
 
 
+@pytest.mark.heavy  # tens of seconds of process start-ups: run with -m heavy
 def test_ctrl_c_keeps_finished_rows(tmp_path: Path) -> None:
     run, pidfile = tmp_path / "run", tmp_path / "cell.pid"
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(run), str(pidfile)], stderr=subprocess.PIPE,

@@ -132,6 +132,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert [ra[k] for k in ("top1", "top5", "epochs")] == [rb[k] for k in ("top1", "top5", "epochs")]
 
 
+@pytest.mark.heavy  # tens of seconds of process start-ups: run with -m heavy
 def test_ddp_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     """torchrun, 2 gloo processes x batch 8 == 1 process x batch 16: the DistributedSampler gives rank r the
     samples r, r+2, ... of the same permutation, so each global step sees the same 16 images; DDP averages the

@@ -66,6 +66,7 @@ def _peak_bytes(n: int) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc/self/clear_refs (VmHWM)")
+@pytest.mark.heavy  # tens of seconds of process start-ups: run with -m heavy
 def test_peak_memory_is_linear_in_n():
     small, large = _peak_bytes(1024), _peak_bytes(4096)
     ratio = large / small
