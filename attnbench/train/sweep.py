@@ -149,6 +149,9 @@ def plan_train_sweep(base: TrainConfig, models: list[str], seq_lens: list[int], 
         raise ConfigError("models", f"{ref('models')} is empty; pass a comma list of registered names")
     if not seq_lens:
         raise ConfigError("seq_lens", f"{ref('seq_lens')} is empty")
+    if base.img_size is not None:
+        raise ConfigError("img_size", f"a sweep sets the image side from each N (side = sqrt(N) x patch); leave "
+                                      f"{ref('img_size')} out")
     hparams = hparams or {}
     spec = parse_data_spec(base.data)
     first = resolve_recipe(dataclasses.replace(base, model=models[0]), spec.generated)  # bad recipe values fail here

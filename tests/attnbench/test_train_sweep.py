@@ -141,6 +141,7 @@ def test_cli_sweep_trains_every_pair_and_resumes(tmp_path):
     (["--models", "softmax", "--model", "soft"], "--model (one run) or --models (a sweep), not both"),
     (["--models", "softmax", "--hparam", "soft.landmarks=4"], "--hparam for 'soft', which is not in --models"),
     (["--models", "softmax", "--resume", "x.pth"], "pass --resume without a path"),
+    (["--models", "softmax", "--seq", "16", "--img-size", "64"], "sqrt(N) x patch); leave --img-size out"),
 ])
 def test_cli_bad_sweeps_exit_2_before_training(tmp_path, args, match):
     r = _cli(*TINY, "--out", str(tmp_path / "x"), *args)
