@@ -31,8 +31,8 @@ from typing import Any, Iterable, Sequence
 
 __all__ = ["BASELINES", "CONFIDENCE", "MIN_TIMED_BLOCKS", "SPREAD_MAX", "LOAD_TOL", "BUSY_SHARE", "TRUST_RULES",
            "Interval", "median_interval", "used_rounds", "paired_ratios", "speedup_interval", "bootstrap_ratio",
-           "change_verdict", "RoundResult", "disturbed", "CellSummary", "summarize", "rotation", "crossing", "BreakEven",
-           "break_even", "machine_warning"]
+           "change_verdict", "RoundResult", "disturbed", "CellSummary", "summarize", "rotation", "crossing",
+           "BreakEven", "break_even", "machine_warning"]
 
 BASELINES = ("softmax", "softmax-math", "softmax-xformers")  # the first one present is the ratios' reference
 CONFIDENCE = 0.95
