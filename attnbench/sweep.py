@@ -84,7 +84,8 @@ def plan_groups(config: SweepConfig, device: str | None = None) -> list[list[Cel
         for mode in config.modes if i % 2 == 0 else config.modes[::-1]:
             groups.append([CellSpec(model=m, skeleton=config.skeleton, seq_len=n, batch=config.batch,
                                     dtype=config.dtype, device=device, mode=mode, hparams=hps[m],
-                                    min_time=config.min_time, threads=config.threads, shard=shard)
+                                    compile=config.compile or "", min_time=config.min_time,
+                                    threads=config.threads, shard=shard)
                            for m in config.models])
     if config.shard is not None:
         i, k = config.shard
@@ -146,6 +147,22 @@ def _finish_meta(run_dir: Path, rows: list[dict[str, Any]]) -> None:
     write_meta(run_dir, meta)
 
 
+def _with_calibration(run_dir: Path, config: SweepConfig, device: str, cells: list[CellSpec]) -> list[CellSpec]:
+    """Measure the machine's matmul peak once (``measure.calibrate``), record it in ``meta.json`` and give every cell
+    the figure for its dtype, so that rows carry their share of the peak."""
+    import dataclasses
+
+    from attnbench.measure.calibrate import calibrate_cached
+    from attnbench.results import read_meta, write_meta
+
+    cal = calibrate_cached(device, config.threads)
+    meta = read_meta(run_dir)
+    meta["calibration"] = cal
+    write_meta(run_dir, meta)
+    peak = cal.get("matmul_gflops", {})
+    return [dataclasses.replace(c, peak_gflops=peak.get("fp32" if c.dtype == "fp32" else "bf16")) for c in cells]
+
+
 RETRYABLE = ("error", "timeout", "oom", "nan")
 
 
@@ -195,6 +212,8 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
         # cells that cannot fit are skipped rows with their estimate, decided before any cell runs
         skips = {} if config.force else memory_skips(cells, config.mem_limit)
         _write_meta(run_dir, config, device, resume)
+        calibrated = {c.key(): c for c in _with_calibration(run_dir, config, device, cells)}
+        groups = [[calibrated[c.key()] for c in g] for g in groups]
         rows: list[dict[str, Any]] = []
         try:
             _run_groups(config, groups, done_keys, run_dir, runner, skips, _Events(on_cell, on_start), rows)
