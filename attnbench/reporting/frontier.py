@@ -156,20 +156,24 @@ def plot_frontier(table: pd.DataFrame, path: str | Path, *, title: str | None = 
         g = drawable[(drawable["skeleton"] == skeleton) & (drawable["seq_len"] == n)]
         for row, (cost, xlabel) in enumerate(COSTS.items()):
             ax = axes[row][col]
-            pts = g[g[cost].notna()]
-            for _, r in pts.iterrows():
+            pts = g[g[cost].notna()].sort_values(["top1_mean", cost])
+            for k, (_, r) in enumerate(pts.iterrows()):
                 st = styles[r["model"]]
                 yerr = [[r["top1_mean"] - r["top1_min"]], [r["top1_max"] - r["top1_mean"]]]
                 ax.errorbar(r[cost], r["top1_mean"], yerr=yerr, fmt=st.marker, color=st.color, capsize=3, ms=6)
-                ax.annotate(r["model"], (r[cost], r["top1_mean"]), textcoords="offset points", xytext=(5, 4),
-                            fontsize=8, color=st.color)
+                ax.annotate(r["model"], (r[cost], r["top1_mean"]), textcoords="offset points", fontsize=8,
+                            xytext=(5, (4, 14, -12)[k % 3]), color=st.color)  # staggered: equal points stay legible
             front = pts[pts[f"pareto_{cost}"].astype(bool)].sort_values(cost)
             if len(front) > 1:
                 ax.plot(front[cost], front["top1_mean"], "-", color="0.5", lw=1, zorder=0)
             ax.set_xscale("log")
-            plain = plt.matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 4, 6, 10, not 4x10^0
+            ticker = plt.matplotlib.ticker
+            plain = ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 4, 6, 10, not 4x10^0
             ax.xaxis.set_major_formatter(plain)
-            ax.xaxis.set_minor_formatter(plain)
+            if pts[cost].nunique() == 1:  # one cost: a narrow axis around it, not matplotlib's decade
+                ax.set_xlim(pts[cost].iloc[0] / 1.6, pts[cost].iloc[0] * 1.6)
+            lo, hi = ax.get_xlim()
+            ax.xaxis.set_minor_formatter(plain if hi / lo < 5 else ticker.NullFormatter())  # minor labels: narrow axes
             ax.set_xlabel(xlabel)
             ax.set_ylabel("top-1 (%)")
             ax.set_title(f"{skeleton}, N={int(n):,}", fontsize=10)
