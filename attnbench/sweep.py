@@ -109,7 +109,7 @@ def prepare_dir(run_dir: Path) -> None:
         raise ConfigError("run_dir", f"cannot write to {ref('run_dir')} {run_dir}: {e.strerror or e}") from None
 
 
-def _write_meta(run_dir: Path, config: SweepConfig, device: str, resume: bool) -> None:
+def _write_meta(run_dir: Path, config: SweepConfig, device: str, resume: bool, calibration: dict[str, Any]) -> None:
     from attnbench.machine import machine_state
     from attnbench.results import environment, read_meta, write_meta
 
@@ -119,10 +119,10 @@ def _write_meta(run_dir: Path, config: SweepConfig, device: str, resume: bool) -
     state = {"start": machine_state()}
     if meta:
         meta.setdefault("resumed", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
-                                               "config": cfg, "machine": state})
+                                               "config": cfg, "machine": state, "calibration": calibration})
     else:
         meta = {"environment": env, "config": cfg, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "machine": state}
+                "machine": state, "calibration": calibration}
     write_meta(run_dir, meta)
 
 
@@ -147,20 +147,10 @@ def _finish_meta(run_dir: Path, rows: list[dict[str, Any]]) -> None:
     write_meta(run_dir, meta)
 
 
-def _with_calibration(run_dir: Path, config: SweepConfig, device: str, cells: list[CellSpec]) -> list[CellSpec]:
-    """Measure the machine's matmul peak once (``measure.calibrate``), record it in ``meta.json`` and give every cell
-    the figure for its dtype, so that rows carry their share of the peak."""
-    import dataclasses
-
-    from attnbench.measure.calibrate import calibrate_cached
-    from attnbench.results import read_meta, write_meta
-
-    cal = calibrate_cached(device, config.threads)
-    meta = read_meta(run_dir)
-    meta["calibration"] = cal
-    write_meta(run_dir, meta)
-    peak = cal.get("matmul_gflops", {})
-    return [dataclasses.replace(c, peak_gflops=peak.get("fp32" if c.dtype == "fp32" else "bf16")) for c in cells]
+def _with_peak(cell: CellSpec, calibration: dict[str, Any]) -> CellSpec:
+    """``cell`` with the run's calibrated matmul GFLOP/s for its dtype (``measure.calibrate``): its share of peak."""
+    peak = calibration.get("matmul_gflops", {}).get("fp32" if cell.dtype == "fp32" else "bf16")
+    return replace(cell, peak_gflops=peak)
 
 
 RETRYABLE = ("error", "timeout", "oom", "nan")
@@ -194,6 +184,7 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
         KeyboardInterrupt: re-raised after the running cell is killed and ``results.parquet`` is rewritten
             (SIGTERM raises ``runner.Terminated``, a KeyboardInterrupt, the same way).
     """
+    from attnbench.measure.calibrate import calibrate_cached
     from attnbench.memory import SKIP_PREFIX, memory_skips
     from attnbench.results import RunLock, load_results, write_parquet
     from attnbench.runner import sigterm_as_interrupt
@@ -211,9 +202,9 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
         cells = [c for g in groups for c in g]
         # cells that cannot fit are skipped rows with their estimate, decided before any cell runs
         skips = {} if config.force else memory_skips(cells, config.mem_limit)
-        _write_meta(run_dir, config, device, resume)
-        calibrated = {c.key(): c for c in _with_calibration(run_dir, config, device, cells)}
-        groups = [[calibrated[c.key()] for c in g] for g in groups]
+        calibration = calibrate_cached(device, config.threads)  # once per run: the rows' share of the peak
+        _write_meta(run_dir, config, device, resume, calibration)
+        groups = [[_with_peak(c, calibration) for c in g] for g in groups]
         rows: list[dict[str, Any]] = []
         try:
             _run_groups(config, groups, done_keys, run_dir, runner, skips, _Events(on_cell, on_start), rows)

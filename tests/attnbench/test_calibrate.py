@@ -34,3 +34,18 @@ def test_the_share_of_peak_is_derived_from_the_final_row(tmp_path) -> None:
     assert math.isclose(train["achieved_gflops"], flops_per_step(3e9, "train") / 0.120 / 1e9)
     assert math.isclose(train["peak_share"], 1.5)
     assert math.isnan(failed["achieved_gflops"]) and math.isnan(failed["peak_share"])
+
+
+def test_a_sweep_records_its_calibration_and_resume_keeps_the_first(tmp_path) -> None:
+    from attnbench.config import SweepConfig
+    from attnbench.results import read_meta
+    from attnbench.sweep import run_sweep
+
+    cfg = SweepConfig(models=["attnbench.measure.testing:ExplicitSoftmax"], seq_lens=[16], device="cpu",
+                      min_time=0.01, repeats=1, threads=1)
+    df = run_sweep(cfg, tmp_path)
+    first = read_meta(tmp_path)["calibration"]
+    assert first["matmul_gflops"]["fp32"] > 0 and df["peak_gflops"].iloc[0] == first["matmul_gflops"]["fp32"]
+    run_sweep(cfg, tmp_path, resume=True)
+    meta = read_meta(tmp_path)
+    assert meta["calibration"] == first and meta["resumed"][0]["calibration"]["matmul_gflops"]["fp32"] > 0
