@@ -181,7 +181,7 @@ class SweepConfig:
             order, and ratios are paired per round (``attnbench.stats``).
         max_retries: extra rounds for a cell that fails the trust rules, before it is marked untrusted.
         force: run cells whose estimated memory exceeds the machine's (or ``mem_limit``) too; by default they are
-            planned as ``skipped`` rows giving the estimate (``attnbench.memory``).
+            planned as ``skipped`` rows giving the estimate (``attnbench.memory_plan``).
         compile: ``torch.compile`` (inductor) mode applied to the skeleton of every cell, or None for eager. The
             compile time is its own column, never in the latency; a method that fails to compile is an error row.
     """

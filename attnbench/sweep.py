@@ -185,7 +185,7 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
             (SIGTERM raises ``runner.Terminated``, a KeyboardInterrupt, the same way).
     """
     from attnbench.measure.calibrate import calibrate_cached
-    from attnbench.memory import SKIP_PREFIX, memory_skips
+    from attnbench.memory_plan import SKIP_PREFIX, memory_skips
     from attnbench.results import RunLock, load_results, write_parquet
     from attnbench.runner import sigterm_as_interrupt
 

@@ -119,7 +119,7 @@ class SkeletonFamily:
 
     def attention_layers(self, name: str, seq_len: int) -> list[tuple[int, int, int]]:
         """``(tokens, dim, num_heads)`` of every swapped attention module of ``name`` at ``seq_len``, without
-        building it (the plan's memory estimate, :mod:`attnbench.memory`); empty when the family does not say."""
+        building it (the plan's memory estimate, :mod:`attnbench.memory_plan`); empty when the family does not say."""
         return []
 
     def cell_hparams(self, entry: Any, overrides: dict[str, Any], seq_len: int) -> dict[str, Any]:

@@ -143,7 +143,7 @@ def test_train_empty_out_is_an_error(tmp_path: Path) -> None:
 
 def test_cells_that_cannot_fit_are_planned_as_skips_with_the_estimate() -> None:
     from attnbench.cell import CellSpec
-    from attnbench.memory import cell_bytes, memory_skips
+    from attnbench.memory_plan import cell_bytes, memory_skips
 
     math16k = CellSpec("softmax-math", "layer", 16384, hparams={"impl": "explicit"})
     assert cell_bytes(math16k) >= 4 * 3 * 16384**2  # B*h*N^2 fp32 scores, ViT-Tiny's 3 heads

@@ -1,5 +1,6 @@
-"""Plan-time memory estimates: a cell that cannot fit in the machine's memory is planned as a ``skipped`` row that
-gives the estimate, instead of swapping the machine for its whole timeout or being killed by the kernel.
+"""Plan-time memory estimates (:mod:`attnbench.measure.memory` measures; this only predicts): a cell that cannot fit
+in the machine's memory is planned as a ``skipped`` row that gives the estimate, instead of swapping the machine for
+its whole timeout or being killed by the kernel.
 
 The estimate is a lower bound, from closed forms only (nothing is built): per attention module of the skeleton
 (``SkeletonFamily.attention_layers``), the class's optional classmethod::
