@@ -11,7 +11,7 @@ import click
 
 from attnbench.config import ConfigError
 
-__all__ = ["abort", "user_errors", "flag", "FLAGS"]
+__all__ = ["abort", "user_errors", "flag", "FLAGS", "interruption"]
 
 USAGE_EXIT = 2
 
@@ -23,6 +23,13 @@ FLAGS: dict[str, str] = {"seq_lens": "--seq", "modes": "--mode", "hparams": "--h
 def flag(field: str) -> str:
     """The command-line flag that sets config ``field`` (``min_time`` -> ``--min-time``)."""
     return FLAGS.get(field) or "--" + field.replace("_", "-")
+
+
+def interruption(e: KeyboardInterrupt) -> tuple[int, str]:
+    """(exit code, what happened) for Ctrl-C (130) or SIGTERM (``runner.Terminated``, 128 + 15)."""
+    from attnbench.runner import Terminated
+
+    return (143, "terminated (SIGTERM)") if isinstance(e, Terminated) else (130, "interrupted")
 
 
 def abort(message: str, code: int = USAGE_EXIT) -> NoReturn:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from attnbench.cli._common import abort, user_errors
+from attnbench.cli._common import abort, interruption, user_errors
 from attnbench.config import COMPILE_MODES, DTYPES, MODES, ConfigError, ref
 from attnbench.skeletons import describe as describe_skeletons
 
@@ -182,9 +182,7 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
     try:
         _sweep_with_progress(run_sweep, config, run_dir, resume, retry_failed)
     except KeyboardInterrupt as e:
-        from attnbench.runner import Terminated
-
-        code, what = (143, "terminated (SIGTERM)") if isinstance(e, Terminated) else (130, "interrupted")
+        code, what = interruption(e)
         kept = _finalize(run_dir, plots=False, quiet=True)
         if not kept:  # leave no folder that only --resume would accept, and --resume has nothing to finish
             for leftover in ("meta.json", ".lock"):

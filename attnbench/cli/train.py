@@ -5,7 +5,7 @@ from typing import Any, NoReturn
 
 import click
 
-from attnbench.cli._common import abort, user_errors
+from attnbench.cli._common import abort, interruption, user_errors
 from attnbench.skeletons import FAMILIES
 from attnbench.train.config import AMPS, DEVICES, PROGRESS, RECIPES
 from attnbench.train.data import DATA_HELP
@@ -132,9 +132,7 @@ def train(ctx: click.Context, hparams: tuple[str, ...], models: str | None, seq_
 def _interrupted(e: KeyboardInterrupt) -> NoReturn:
     """Ctrl-C (exit 130) or SIGTERM (``runner.Terminated``, exit 143): one line; the checkpoint of the last finished
     epoch is on disk (written atomically after every epoch)."""
-    from attnbench.runner import Terminated
-
-    code, what = (143, "terminated (SIGTERM)") if isinstance(e, Terminated) else (130, "interrupted")
+    code, what = interruption(e)
     abort(f"{what}: every finished epoch is in the run's checkpoint; continue with the same command and --resume",
           code)
 
