@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from attnbench.results import KEY_COLUMNS, load_results, read_meta
-from attnbench.stats import CONFIDENCE, Interval, bootstrap_ratio, change_verdict, used_rounds
+from attnbench.stats import CONFIDENCE, Interval, bootstrap_ratio, change_verdict, finite, used_rounds
 
 __all__ = ["ENV_KEYS", "Comparison", "compare_runs", "regressions", "compare_markdown", "fmt_num"]
 
@@ -65,14 +65,10 @@ def _rounds(row: dict[str, Any]) -> list[float]:
 def _fallback(a: dict[str, Any], b: dict[str, Any]) -> Interval:
     """Median ± IQR/2 on each side (a run without rounds)."""
     ma, mb = float(a["latency_ms_median"]), float(b["latency_ms_median"])
-    ia, ib = (float(r["latency_ms_iqr"]) if _finite(r.get("latency_ms_iqr")) else 0.0 for r in (a, b))
+    ia, ib = (float(r["latency_ms_iqr"]) if finite(r.get("latency_ms_iqr")) else 0.0 for r in (a, b))
     hi_den = ma - ia / 2
     return Interval(mb / ma, (mb - ib / 2) / (ma + ia / 2), (mb + ib / 2) / hi_den if hi_den > 0 else math.inf,
                     1, 0.5, "quartiles")
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _env_differences(ma: dict[str, Any], mb: dict[str, Any]) -> list[str]:
@@ -90,7 +86,7 @@ def _compare_cell(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
                hi=iv.hi, verdict=change_verdict(iv),
                note=f"{iv.method}, {len(ra)} vs {len(rb)} rounds" if iv.method == "bootstrap" else
                "no rounds: median ± IQR/2")
-    untrusted = [side for side, r in (("A", a), ("B", b)) if _finite(r.get("trusted")) and not r["trusted"]]
+    untrusted = [side for side, r in (("A", a), ("B", b)) if finite(r.get("trusted")) and not r["trusted"]]
     if untrusted:
         out.update(verdict="untrusted", note=f"untrusted in {' and '.join(untrusted)}: " + "; ".join(
             str(r.get("untrusted_reason")) for side, r in (("A", a), ("B", b)) if side in untrusted))
@@ -125,7 +121,7 @@ def regressions(cmp: Comparison, fail_above_pct: float) -> pd.DataFrame:
 
 def fmt_num(v: Any) -> str:
     """3 significant figures; ∞; a dash for a missing value."""
-    return f"{v:.3g}" if _finite(v) else ("∞" if isinstance(v, float) and v == math.inf else "—")
+    return f"{v:.3g}" if finite(v) else ("∞" if isinstance(v, float) and v == math.inf else "—")
 
 
 def compare_markdown(cmp: Comparison) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import random
 import statistics
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from typing import Any, Iterable, Sequence
 __all__ = ["BASELINES", "CONFIDENCE", "MIN_TIMED_BLOCKS", "SPREAD_MAX", "LOAD_TOL", "BUSY_SHARE", "TRUST_RULES",
            "Interval", "median_interval", "used_rounds", "paired_ratios", "speedup_interval", "bootstrap_ratio",
            "change_verdict", "RoundResult", "disturbed", "CellSummary", "summarize", "rotation", "crossing",
-           "BreakEven", "break_even", "machine_warning"]
+           "BreakEven", "break_even", "machine_warning", "finite", "positive"]
 
 BASELINES = ("softmax", "softmax-math", "softmax-xformers")  # the first one present is the ratios' reference
 CONFIDENCE = 0.95
@@ -104,20 +105,26 @@ def used_rounds(rounds: Any, excluded: Any = None) -> list[float | None]:
                 return []
         return list(v) if isinstance(v, (list, tuple)) else []
     skip = set(parse(excluded))
-    return [float(v) if _num(v) and i not in skip else None for i, v in enumerate(parse(rounds))]
+    return [float(v) if positive(v) and i not in skip else None for i, v in enumerate(parse(rounds))]
 
 
 def paired_ratios(base: Sequence[float | None], model: Sequence[float | None]) -> list[float]:
     """``base[r] / model[r]`` for every round ``r`` where both are numbers > 0 (lists aligned by round)."""
     out = []
     for b, m in zip(base, model):
-        if _num(b) and _num(m):
+        if positive(b) and positive(m):
             out.append(float(b) / float(m))
     return out
 
 
-def _num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+def finite(v: Any) -> bool:
+    """A real number (numpy's included, bool excluded) that is neither NaN nor infinite."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def positive(v: Any) -> bool:
+    """A :func:`finite` number above zero (a latency, a count, a peak)."""
+    return finite(v) and v > 0
 
 
 def speedup_interval(base: Sequence[float | None], model: Sequence[float | None],
@@ -130,7 +137,7 @@ def bootstrap_ratio(a: Sequence[float], b: Sequence[float], *, confidence: float
                     resamples: int = 2000, seed: int = 0) -> Interval | None:
     """median(b) / median(a) with a percentile bootstrap interval (both samples resampled independently, fixed
     ``seed``: the same data give the same interval)."""
-    a, b = [float(v) for v in a if _num(v)], [float(v) for v in b if _num(v)]
+    a, b = [float(v) for v in a if positive(v)], [float(v) for v in b if positive(v)]
     if not a or not b:
         return None
     rng = random.Random(seed)
@@ -339,9 +346,9 @@ def machine_warning(rows: Iterable[dict[str, Any]], cores: int | None = None) ->
     cell is untrusted for load, or rounds were set aside as disturbed.
     """
     rows = [r for r in rows if str(r.get("status")) == "ok"]
-    shares = [float(r["load_other_share"]) for r in rows if _is_number(r.get("load_other_share"))]
+    shares = [float(r["load_other_share"]) for r in rows if finite(r.get("load_other_share"))]
     load = [r for r in rows if str(r.get("untrusted_reason") or "").startswith("load")]
-    untrusted = [r for r in rows if _is_number(r.get("trusted")) and not float(r["trusted"])]
+    untrusted = [r for r in rows if finite(r.get("trusted")) and not float(r["trusted"])]
     mean = statistics.fmean(shares) if shares else None
     if not (load or (mean is not None and mean > BUSY_SHARE)):
         return None
@@ -353,7 +360,3 @@ def machine_warning(rows: Iterable[dict[str, Any]], cores: int | None = None) ->
     return text + (". Latencies measured under contention are biased (most against methods made of many small "
                    "synchronised ops), not just noisy. Re-run on a quiet machine, or with --threads 1, or with more "
                    "--repeats.")
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

@@ -157,7 +157,6 @@ def warm_up(ctx: CellContext) -> dict[str, Any]:
     attention returns its input's shape (a wrong one would broadcast through a residual unnoticed) and that the
     output is finite."""
     import torch
-    from torch import nn
 
     from attnbench.measure.step import DTYPES, autocast, make_step
 
@@ -239,7 +238,7 @@ def peak_memory(ctx: CellContext) -> dict[str, Any]:
 
 @probe("diagnostics", Column("pinv_residual_max", "float", "", "pinv resid",
                              "largest ||I - A M||_F over layers, heads and samples of the iterative pseudo-inverse "
-                             "(SOFT's Newton-Raphson, Nystrom's pinv) in one forward; above UNCONVERGED (1e-2: the inverse is off "
+                             "(SOFT's Newton-Raphson, Nystrom's pinv) in one forward; above 1e-2 (the inverse is off "
                              "by more than 1 %) the report flags the cell; empty for methods without one"))
 def pinv_residual(ctx: CellContext) -> dict[str, Any]:
     """One extra, untimed forward with residual tracking on: is the "inverse" an inverse?"""
@@ -294,23 +293,19 @@ def latency(ctx: CellContext) -> dict[str, Any]:
 
 def _achieved_gflops(row: dict[str, Any]) -> float | None:
     from attnbench.measure.calibrate import flops_per_step
+    from attnbench.stats import positive
 
     macs, ms = row.get("macs"), row.get("latency_ms_median")
-    if not _number(macs) or not _number(ms):
+    if not positive(macs) or not positive(ms):
         return None
     return flops_per_step(float(macs), row.get("mode", "infer")) / (float(ms) * 1e-3) / 1e9
 
 
 def _peak_share(row: dict[str, Any]) -> float | None:
+    from attnbench.stats import positive
+
     achieved, peak = _achieved_gflops(row), row.get("peak_gflops")
-    return achieved / float(peak) if achieved is not None and _number(peak) else None
-
-
-def _number(v: Any) -> bool:
-    try:
-        return v is not None and float(v) > 0 and float(v) < float("inf")
-    except (TypeError, ValueError):
-        return False
+    return achieved / float(peak) if achieved is not None and positive(peak) else None
 
 
 @probe("timing",
