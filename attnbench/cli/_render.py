@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["console", "WIDE"]
+__all__ = ["console", "WIDE", "PAGE"]
 
 WIDE = 240  # columns of a --wide page: tables are printed whole, never split
+PAGE = 80  # columns when not on a terminal (a log, a pipe, CI): every command's output fits it
 
 
-def console(*, stderr: bool = False, page_width: int = 160, wide: bool = False, **kwargs: Any):
+def console(*, stderr: bool = False, page_width: int = PAGE, wide: bool = False, **kwargs: Any):
     """A rich Console: the terminal's width, or ``page_width`` when not a terminal; ``wide``: WIDE columns."""
     from rich.console import Console
 

@@ -95,7 +95,7 @@ def report_cmd(run_dirs: tuple[Path, ...], out: Path | None, baseline: str | Non
         raise ValueError(f"cannot write the report to {out or src}: {e.strerror or e}") from None
     from attnbench.cli._render import console as _console
 
-    console = _console(page_width=80, wide=wide)
+    console = _console(wide=wide)
     for renderable in rich_tables(rep, wide=wide):
         console.print(renderable)
     click.echo(f"wrote {', '.join(p.name for p in rep.files)} in {rep.out_dir}", err=True)

@@ -225,6 +225,7 @@ def test_run_then_report_with_stand_in_engine(tmp_path, monkeypatch):
             "flops.png"} <= names
     assert set(COLUMNS) <= set(pd.read_parquet(run_dir / "results.parquet").columns)
     assert "Speed-up = softmax latency" in r.stdout and "Verdict" in r.stdout  # tables, then verdict
+    assert max(map(len, r.stdout.splitlines())) <= 80  # piped, as in a log or CI: the same page as `report`
     md = (run_dir / "report.md").read_text()
     (run_dir / "report.md").unlink()
     r2 = invoke("report", run_dir, "--no-plots")
