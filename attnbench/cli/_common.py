@@ -17,7 +17,7 @@ USAGE_EXIT = 2
 
 # config field -> flag, where the flag is not "--" + the field with dashes (``flag``): how a ConfigError, which
 # names fields (``attnbench.config``), reads on the command line. Fields of SweepConfig, TrainConfig and run_sweep.
-FLAGS: dict[str, str] = {"seq_lens": "--seq", "modes": "--mode", "hparams": "--hparam", "run_dir": "--out"}
+FLAGS: dict[str, str] = {"seq_lens": "--seq", "modes": "--mode", "hparams": "--hparam", "run_dir": "--out", "formats": "--format"}
 
 
 def flag(field: str) -> str:

@@ -54,11 +54,14 @@ def join_runs(run_dirs: list[Path], out: Path) -> Path:
 @click.option("--baseline", default=None, help="Reference model for the relative table  [default: softmax, else "
                                                 "softmax-math, else softmax-xformers]")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@click.option("--format", "formats", default="md,html", show_default=True, metavar="md,html",
+              help="Documents to write: report.md, report.html (the same sections with the plots embedded: one "
+                   "self-contained file to share), or both.")
 @click.option("--wide", is_flag=True, help="Print every table whole on a wide page (default: split wide tables to "
                                            "fit the terminal, or 80 columns when piped).")
 @user_errors
 def report_cmd(run_dirs: tuple[Path, ...], out: Path | None, baseline: str | None, no_plots: bool,
-               wide: bool) -> None:
+               formats: str, wide: bool) -> None:
     """Re-render report.md and plots for RUN_DIR, or join several RUN_DIRs (e.g. shards) into one report.
 
     Several runs are joined into one run directory (results.csv, results.parquet, meta.json listing its sources)
@@ -70,9 +73,12 @@ def report_cmd(run_dirs: tuple[Path, ...], out: Path | None, baseline: str | Non
       attnbench report results/20250101-120000-layer-core
       attnbench report results/big-s0 results/big-s1 --out results/big
       attnbench report results/cpu-run results/gpu-run --baseline softmax-math
+      attnbench report results/my-run --format html --out /tmp/share   # one file to send
     """
     from attnbench.reporting import load_runs, report, rich_tables
+    from attnbench.reporting.api import parse_formats
 
+    formats = parse_formats(formats)  # before anything is read or written
     unique: dict[Path, Path] = {}
     for d in run_dirs:  # the same folder twice (however spelt) is one run
         unique.setdefault(d.resolve(), d)
@@ -90,7 +96,7 @@ def report_cmd(run_dirs: tuple[Path, ...], out: Path | None, baseline: str | Non
     else:
         src = dirs[0]
     try:
-        rep = report(src, out=out or src, baseline=baseline, plots=not no_plots)
+        rep = report(src, out=out or src, baseline=baseline, plots=not no_plots, formats=formats)
     except OSError as e:
         raise ValueError(f"cannot write the report to {out or src}: {e.strerror or e}") from None
     from attnbench.cli._render import console as _console

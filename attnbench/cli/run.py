@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-
+import os
 import re
 import sys
 import time
@@ -62,8 +62,9 @@ def default_run_name(skeleton: str, models: str, shard: tuple[int, int] | None =
     return name + (f"-s{shard[0]}of{shard[1]}" if shard else "")
 
 
-def prepare_run_dir(out: str | Path, name: str, resume: bool) -> Path:
-    """Create (or, with resume, find) ``out/name``; one-line ValueError when it cannot be used."""
+def prepare_run_dir(out: str | Path, name: str, resume: bool, *, create: bool = True) -> Path:
+    """Create (or, with resume, find) ``out/name``; one-line ValueError when it cannot be used. ``create=False``
+    (a dry run) makes the same checks and creates nothing."""
     if not name or "/" in name or name in (".", ".."):
         raise ValueError(f"bad --name {name!r}; expected a plain folder name such as my-sweep")
     out = Path(out)
@@ -80,8 +81,21 @@ def prepare_run_dir(out: str | Path, name: str, resume: bool) -> Path:
         raise ValueError(f"run {run_dir} already exists; pass --resume to finish it or choose another --name")
     from attnbench.sweep import prepare_dir
 
-    prepare_dir(run_dir)
+    if create:
+        prepare_dir(run_dir)
+    else:
+        _check_writable(run_dir)
     return run_dir
+
+
+def _check_writable(run_dir: Path) -> None:
+    """What ``prepare_dir`` would find, without creating anything: the nearest existing folder must be writable."""
+    base = run_dir
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+        raise ConfigError("run_dir", f"cannot write to {ref('run_dir')} {run_dir}: "
+                                     f"{base} is {'not writable' if base.is_dir() else 'not a folder'}")
 
 
 @click.command("run", short_help="Sweep attentions across sequence lengths: FLOPs, memory, latency.",
@@ -134,12 +148,15 @@ def prepare_run_dir(out: str | Path, name: str, resume: bool) -> Path:
 @click.option("--compile-mode", type=click.Choice(COMPILE_MODES), default=None,
               help="torch.compile's mode (implies --compile)  [default: default]")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@click.option("--dry-run", is_flag=True, help="Validate the options, list the planned cells (skipped and, with "
+                                              "--resume, done ones too) and estimate the wall time; run nothing, "
+                                              "write nothing.")
 @user_errors
 def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str, device: str, out: str,
         name: str | None, resume: bool, retry_failed: bool, timeout: float, min_time: float, threads: int | None,
         repeats: int, max_retries: int, shard: str | None,
         hparams: tuple[str, ...], mem_limit: str | None, force: bool, compile_: bool, compile_mode: str | None,
-        no_plots: bool) -> None:
+        no_plots: bool, dry_run: bool) -> None:
     """Measure params, FLOPs, peak memory and latency of attentions across sequence lengths.
 
     Each (model, N, mode) cell runs in its own subprocess with a timeout; rows are appended to
@@ -154,6 +171,7 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
       attnbench run -m soft,softmax -s 256..1024:+256 -p soft.landmarks=64 --mode infer
       attnbench run --name big --resume                       # finish an interrupted run
       attnbench run --shard 1/4 --name big-s1 ...             # shard 1 of 4 (0-based)
+      attnbench run --models all --seq 1024..16384 --dry-run  # what would run, and for how long
     """
     from attnbench.config import SweepConfig, validate
     from attnbench.registry import parse_models, resolve_hparams
@@ -174,7 +192,14 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
     config.device = dev = validate(config)  # every check before the run directory exists; auto -> cpu or cuda
     from attnbench.sweep import run_sweep
 
-    run_dir = prepare_run_dir(out, default_run_name(skeleton, models, shard_t) if name is None else name, resume)
+    run_dir = prepare_run_dir(out, default_run_name(skeleton, models, shard_t) if name is None else name, resume,
+                              create=not dry_run)
+    if dry_run:
+        from attnbench.cli.plan import print_plan
+        from attnbench.plan import plan_sweep
+
+        print_plan(plan_sweep(config, run_dir, resume=resume, retry_failed=retry_failed), run_dir)
+        return
     click.echo(f"attnbench run: {len(names)} models x {len(seq_lens)} N x {len(modes)} modes on {skeleton}, "
                f"{dev}, {dtype}, batch {batch}" + (f", shard {shard_t[0]}/{shard_t[1]}" if shard_t else "")
                + f" -> {run_dir}", err=True)

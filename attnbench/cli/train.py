@@ -62,7 +62,7 @@ Under torchrun, --batch-size is per process; rank 0 alone writes. --resume conti
 @click.option("--skeleton", default="vit-tiny", show_default=True,
               help=" or ".join(", ".join(f.names()) for f in FAMILIES if f.trainable) + " (see attnbench list).")
 @click.option("--data", default="shapes:32", show_default=True, help="Dataset spec (below).")
-@click.option("--hparam", "hparams", multiple=True, metavar="MODEL.KEY=VALUE", help="Attention hyper-parameter.")
+@click.option("--hparam", "-p", "hparams", multiple=True, metavar="MODEL.KEY=VALUE", help="Attention hyper-parameter.")
 @click.option("--img-size", type=int, help="Image side; [generated: its size; cifar: 32; else 224].")
 @click.option("--patch-size", type=int,
               help="ViT patch side; N = (img/patch)^2 [pathfinder: 1; shapes, cifar: 4; else 16].")

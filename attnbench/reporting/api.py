@@ -17,9 +17,30 @@ from attnbench.reporting.plots import plot_all
 from attnbench.reporting.sections import Section, build_sections
 from attnbench.reporting.tables import absolute_table, break_even, choose_baseline, relative_table
 
-__all__ = ["Report", "report", "REPORT_NAME"]
+__all__ = ["Report", "report", "REPORT_NAME", "HTML_NAME", "FORMATS", "parse_formats"]
 
 REPORT_NAME = "report.md"
+HTML_NAME = "report.html"
+FORMATS = {"md": REPORT_NAME, "html": HTML_NAME}  # what report() can write, and the file each becomes
+
+
+def parse_formats(formats: str | Iterable[str]) -> list[str]:
+    """``"md,html"`` (or a list) -> the formats, order kept; ConfigError naming the accepted ones."""
+    from attnbench.config import ConfigError, ref
+
+    items = [f.strip() for f in formats.split(",")] if isinstance(formats, str) else [str(f) for f in formats]
+    items = list(dict.fromkeys(f for f in items if f))
+    bad = [f for f in items if f not in FORMATS]
+    if bad or not items:
+        raise ConfigError("formats", f"bad {ref('formats')} {','.join(bad) or repr(formats)}; accepted: "
+                                     f"{', '.join(FORMATS)} or a comma list such as md,html")
+    return items
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")  # a reader never sees half a file
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 @dataclass
@@ -46,7 +67,7 @@ class Report:
 
 def report(runs: str | Path | Iterable[str | Path] | pd.DataFrame, out: str | Path | None = None, *,
            baseline: str | None = None, plots: bool = True, write: bool | None = None,
-           meta: list[dict[str, Any]] | None = None) -> Report:
+           meta: list[dict[str, Any]] | None = None, formats: str | Iterable[str] = ("md", "html")) -> Report:
     """Build the report of one or several run directories (or of a results DataFrame).
 
     Args:
@@ -56,10 +77,13 @@ def report(runs: str | Path | Iterable[str | Path] | pd.DataFrame, out: str | Pa
         plots: also write the PNG plots.
         write: write files (default: True when there is somewhere to write).
         meta: meta.json dicts, when ``runs`` is a DataFrame.
+        formats: which documents to write: ``md`` (report.md), ``html`` (report.html: the same sections with the
+            plots embedded, one self-contained file), or both.
 
     Returns:
         A Report with the tables as DataFrames.
     """
+    formats = parse_formats(formats)
     if isinstance(runs, pd.DataFrame):
         df, metas, names = runs, list(meta or []), []
     else:
@@ -81,11 +105,9 @@ def report(runs: str | Path | Iterable[str | Path] | pd.DataFrame, out: str | Pa
             raise ValueError("report: pass out= to write the report of a DataFrame")
         rep.out_dir = Path(out)
         rep.out_dir.mkdir(parents=True, exist_ok=True)
-        path = rep.out_dir / REPORT_NAME
-        tmp = path.with_suffix(".md.tmp")
-        tmp.write_text(rep.markdown)
-        tmp.replace(path)
-        rep.files.append(path)
+        if "md" in formats:
+            _write_text(rep.out_dir / REPORT_NAME, rep.markdown)
+            rep.files.append(rep.out_dir / REPORT_NAME)
         if plots:
             machine = "; ".join(dict.fromkeys(short_machine(m) for m in metas)) or None
             rep.files += plot_all(eff, rep.out_dir, machine=machine)
@@ -93,4 +115,10 @@ def report(runs: str | Path | Iterable[str | Path] | pd.DataFrame, out: str | Pa
                 front = plot_frontier(rep.accuracy, rep.out_dir / FRONTIER_PNG, title=machine and
                                       f"Accuracy versus cost — {machine}")
                 rep.files += [front] if front else []
+        if "html" in formats:
+            from attnbench.reporting.html import render_html
+
+            _write_text(rep.out_dir / HTML_NAME, render_html(sections, rep.files, title=f"attnbench report: "
+                                                             f"{', '.join(names) or rep.out_dir.name}"))
+            rep.files.append(rep.out_dir / HTML_NAME)
     return rep

@@ -80,6 +80,7 @@ class SkeletonFamily:
         takes_depth: ``<name>-d<depth>`` keeps the first ``depth`` blocks (:meth:`with_depth`).
         per_stage_hparams: the skeleton sets the attention's settings per stage: cells record the caller's
             overrides alone, and their values are checked when the skeleton is built.
+        mlp_ratio: hidden width / dim of the MLP beside each attention (0: none), for the plan's time estimate.
     """
 
     scope: str = ""
@@ -89,6 +90,7 @@ class SkeletonFamily:
     takes_patch: bool = False
     takes_depth: bool = False
     per_stage_hparams: bool = False
+    mlp_ratio: float = 0
     regex: re.Pattern[str] = re.compile(r"(?!)")
 
     def names(self) -> tuple[str, ...]:
@@ -121,6 +123,10 @@ class SkeletonFamily:
         """``(tokens, dim, num_heads)`` of every swapped attention module of ``name`` at ``seq_len``, without
         building it (the plan's memory estimate, :mod:`attnbench.memory_plan`); empty when the family does not say."""
         return []
+
+    def block_macs(self, batch: int, tokens: int, dim: int) -> int:
+        """MACs a block adds around its attention (the MLP's two linears), without building it."""
+        return int(2 * self.mlp_ratio * batch * tokens * dim * dim)
 
     def cell_hparams(self, entry: Any, overrides: dict[str, Any], seq_len: int) -> dict[str, Any]:
         """What a cell records as its hyper-parameters: the registry defaults under the caller's overrides

@@ -24,6 +24,7 @@ class PyramidFamily(SkeletonFamily):
     pattern = "soft-<size>"
     help = "the SOFT paper's pyramid; N = its stage-1 tokens (stride 4), grid sides multiples of 8"
     trainable = per_stage_hparams = True
+    mlp_ratio = 4  # soft.pyramid: Mlp(dim, 4 * dim)
     regex = re.compile(rf"soft-(?P<size>{'|'.join(PYRAMIDS)})")
 
     def names(self) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ class VitFamily(SkeletonFamily):
     pattern = "vit-<size>[-d<depth>]"
     help = "timm's ViT on N = H x W patches (aspect within 1:4); -d<depth> keeps the first blocks, e.g. vit-tiny-d4"
     trainable = takes_patch = takes_depth = True
+    mlp_ratio = 4  # timm's default
     regex = re.compile(rf"vit-(?P<size>{'|'.join(VIT_SIZES)})(?:-d(?P<depth>[1-9][0-9]*))?")
 
     def names(self) -> tuple[str, ...]:

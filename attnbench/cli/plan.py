@@ -1,0 +1,50 @@
+"""``attnbench run --dry-run``'s output: the planned cells per (N, mode), what is skipped and why, the estimate."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from attnbench.plan import EFFICIENCY, Plan
+
+__all__ = ["print_plan", "duration"]
+
+MARK = {"skipped": " (skipped)", "done": " (done)", "run": ""}
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``2.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def print_plan(plan: Plan, run_dir: Path) -> None:
+    from rich.table import Table
+
+    from attnbench.cli._render import console
+
+    table = Table(title=f"Planned cells of {run_dir} (dry run: nothing runs, nothing is written)",
+                  title_justify="left", show_edge=False)
+    for col, just in (("N", "right"), ("mode", "left"), ("cells, in run order", "left"), ("est.", "right")):
+        table.add_column(col, justify=just, overflow="fold")
+    groups: dict[tuple, list] = {}
+    for c in plan.cells:
+        groups.setdefault((c.spec.seq_len, c.spec.mode), []).append(c)
+    for (n, mode), cells in groups.items():
+        names = ", ".join(c.spec.model + MARK[c.status] for c in cells)
+        secs = sum(c.seconds for c in cells)
+        table.add_row(f"{n:,}", mode, names, duration(secs) if plan.gflops else "?")
+    out = console()
+    out.print(table)
+    for c in plan.cells:
+        if c.status == "skipped":
+            out.print(f"skipped {c.spec.model} N={c.spec.seq_len:,} {c.spec.mode}: {c.reason}", highlight=False)
+    run, skipped, done = plan.count("run"), plan.count("skipped"), plan.count("done")
+    line = f"{run} cells to run ({plan.repeats} rounds each), {skipped} skipped" + (f", {done} done" if done else "")
+    if plan.gflops:
+        line += (f"; estimated wall time ~{duration(plan.seconds)} (a model: the MAC formulas at {EFFICIENCY:.0%} "
+                 f"of this machine's {plan.gflops:.0f} GFLOP/s matmul, plus each cell's start-up and rounds)")
+    out.print(line, highlight=False)
+    for note in plan.notes:
+        click.echo(f"note: {note}", err=True)
