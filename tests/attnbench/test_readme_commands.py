@@ -77,6 +77,9 @@ def test_readme_command_is_valid(command, tmp_path, monkeypatch):
             r = CliRunner().invoke(main, args)
         except _Validated:
             return
+        if "--dry-run" in args and r.exit_code == 0:  # validated like run, then planned instead of swept
+            assert "cells to run" in r.stdout, r.output
+            return
         if "--resume" in args:  # a finished run to resume is the one input the README cannot provide
             assert r.exit_code == 2 and "--resume: no run" in r.stderr, r.output
             return
