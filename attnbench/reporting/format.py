@@ -139,6 +139,10 @@ def absolute_display(absolute: pd.DataFrame) -> pd.DataFrame:
         out.insert(out.columns.get_loc("latency (ms)") + 1, "rounds min–max (n)", [
             f"{fmt_sig(lo, 2)}–{fmt_sig(hi, 2)} ({int(n)})" if o and pd.notna(lo) and pd.notna(n) else DASH
             for lo, hi, n, o in zip(a["latency_rounds_min"], a["latency_rounds_max"], a["rounds"], ok)])
+    share = pd.to_numeric(a["peak_share"], errors="coerce") if "peak_share" in a.columns else None
+    if share is not None and share.notna().any():
+        # achieved GFLOP/s (audited MACs / latency) against the calibrated matmul peak: compute- or overhead-bound?
+        out["% of peak"] = [fmt_sig(100 * v, 2) + "%" if o and pd.notna(v) else DASH for v, o in zip(share, ok)]
     return out
 
 

@@ -40,7 +40,9 @@ MEASURES_NOTE = (
     "before); CPU: the process's resident high-water mark (`VmHWM`) above its resident size before the step. "
     "**GMACs** = multiply-accumulates of matmul-class ops in one forward pass at the cell's batch (fvcore, "
     "`no_grad`), the same count in both modes: a training step costs about 3×. **samples/s** = batch / median "
-    "latency.")
+    "latency. **% of peak** = achieved GFLOP/s (2 × GMACs per forward, 3× that for a training step, over the "
+    "latency) against the matmul GFLOP/s this machine sustained when the run started (`calibration` in meta.json): "
+    "low means bound by memory traffic or overheads, not by arithmetic.")
 
 
 @dataclass

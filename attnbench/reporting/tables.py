@@ -61,7 +61,8 @@ def baseline_note(df: pd.DataFrame, base: str) -> str:
 
 def absolute_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per cell with units in the column names: params_m, gmacs, attn_gmacs, peak_mem_mib, latency, status,
-    and the rounds' spread and trust (latency_rounds_min/max, rounds, trusted, untrusted_reason)."""
+    the rounds' spread and trust (latency_rounds_min/max, rounds, trusted, untrusted_reason), and the achieved
+    GFLOP/s with its share of the run's calibrated matmul peak (achieved_gflops, peak_share)."""
     df = labelled(ensure_schema(efficiency(df)))
     out = df[GROUP + ["model", "seq_len"]].copy()
     out["params_m"] = df["params"] / 1e6
@@ -69,7 +70,7 @@ def absolute_table(df: pd.DataFrame) -> pd.DataFrame:
     out["attn_gmacs"] = df["attn_macs"] / 1e9
     out["peak_mem_mib"] = df["peak_mem_bytes"] / 2**20
     for c in ("latency_ms_median", "latency_ms_iqr", "throughput_per_s", "status", "reason", "latency_rounds_min",
-              "latency_rounds_max", "rounds", "trusted", "untrusted_reason"):
+              "latency_rounds_max", "rounds", "trusted", "untrusted_reason", "achieved_gflops", "peak_share"):
         out[c] = df[c]
     order = {m: i for i, m in enumerate(model_order(df, choose_baseline(df)))}
     out["_o"] = out["model"].map(order)

@@ -57,3 +57,17 @@ def test_throughput_has_at_least_two_significant_figures():
                       "status": ["ok"], "reason": [None]})
     row = R.absolute_display(a).iloc[0]
     assert row["samples/s"] == "5.1" and row["latency (ms)"] == "200 ± 130 †"
+
+
+def test_share_of_peak_is_shown_from_the_rows_and_only_where_measured():
+    from report_frames import frame
+
+    df = frame(models=["softmax", "soft"], ns=[1024, 2048])
+    assert "% of peak" not in R.absolute_display(R.absolute_table(df)).columns  # no calibration: no column
+    df["achieved_gflops"] = 10.0
+    df["peak_gflops"] = 80.0
+    df["peak_share"] = df["achieved_gflops"] / df["peak_gflops"]
+    df.loc[(df.model == "soft") & (df.seq_len == 2048), "status"] = "timeout"
+    shown = R.absolute_display(R.absolute_table(df)).set_index(["model", "N"])["% of peak"]
+    assert shown[("softmax", "1,024")] == "12%"
+    assert shown[("soft", "2,048")] == R.DASH  # a cell that did not finish has no share
