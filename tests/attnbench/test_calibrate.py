@@ -36,16 +36,16 @@ def test_the_share_of_peak_is_derived_from_the_final_row(tmp_path) -> None:
     assert math.isnan(failed["achieved_gflops"]) and math.isnan(failed["peak_share"])
 
 
-def test_a_sweep_records_its_calibration_and_resume_keeps_the_first(tmp_path) -> None:
+def test_a_sweep_records_its_calibration_and_resume_keeps_the_first(tmp_path, cell_runner) -> None:
     from attnbench.config import SweepConfig
     from attnbench.results import read_meta
     from attnbench.sweep import run_sweep
 
     cfg = SweepConfig(models=["attnbench.measure.testing:ExplicitSoftmax"], seq_lens=[16], device="cpu",
                       min_time=0.01, repeats=1, threads=1)
-    df = run_sweep(cfg, tmp_path)
+    df = run_sweep(cfg, tmp_path, runner=cell_runner)
     first = read_meta(tmp_path)["calibration"]
     assert first["matmul_gflops"]["fp32"] > 0 and df["peak_gflops"].iloc[0] == first["matmul_gflops"]["fp32"]
-    run_sweep(cfg, tmp_path, resume=True)
+    run_sweep(cfg, tmp_path, resume=True, runner=cell_runner)
     meta = read_meta(tmp_path)
     assert meta["calibration"] == first and meta["resumed"][0]["calibration"]["matmul_gflops"]["fp32"] > 0

@@ -154,6 +154,7 @@ def test_pair_key_matches_the_row_columns():
     assert p.key == ("softmax", "vit-micro-d1", 16, "longrange:16", 42)
 
 
+@pytest.mark.heavy  # two torchrun processes start torch, timm and gloo: ~15 s
 def test_a_sweep_under_torchrun_joins_the_group_once_and_rank_0_alone_writes(tmp_path):
     """Two gloo processes through four pairs: the process group is joined once for the sweep (a pair that left it
     could not join it again), every pair has exactly one row."""
