@@ -146,8 +146,9 @@ def _hp_text(v: Any) -> str:
 def variant_labels(df: pd.DataFrame) -> pd.Series:
     """Each row's model label: the model's name, or, when the frame holds that model with more than one distinct
     ``hparams`` value, the name plus the keys whose values differ between its variants (``soft[landmarks=64]``;
-    a key a variant does not set shows ``default``). Variants are thereby separate models in every table."""
-    model = df["model"].astype(str)
+    a key a variant does not set shows ``default``). Variants are thereby separate models in every table. A frame
+    already labelled (``model_base``) is labelled from its base names, so labelling twice changes nothing."""
+    model = df["model_base" if "model_base" in df.columns else "model"].astype(str)
     if df.empty or "hparams" not in df.columns:
         return model
     canon = df["hparams"].map(canon_hparams)

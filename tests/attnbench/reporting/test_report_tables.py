@@ -95,3 +95,16 @@ def test_a_compiled_run_is_its_own_model_label():
     df = pd.DataFrame({"model": ["soft", "soft", "softmax"], "hparams": ["{}"] * 3,
                        "compile": [float("nan"), "default", "max-autotune"]})
     assert list(variant_labels(df)) == ["soft", "soft+compile", "softmax+max-autotune"]
+
+
+def test_a_compiled_run_is_labelled_once_and_reports_against_compiled_softmax():
+    """Labelling is idempotent: every table labels again, and a compiled run once read 'soft+compile+compile'."""
+    from attnbench.reporting.load import labelled
+
+    df = frame(models=["softmax", "soft"], ns=[1024, 2048])
+    df["compile"] = "default"
+    once = labelled(df)
+    assert set(once["model"]) == {"softmax+compile", "soft+compile"}
+    assert labelled(once)["model"].tolist() == once["model"].tolist()
+    rep = R.report(df, write=False)
+    assert rep.baseline == "softmax+compile" and set(rep.relative["model"]) == {"softmax+compile", "soft+compile"}
