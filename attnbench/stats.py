@@ -342,15 +342,16 @@ def break_even(ns: Sequence[float], costs: Sequence[float], costs_lo: Sequence[f
 def machine_warning(rows: Iterable[dict[str, Any]], cores: int | None = None) -> str | None:
     """One paragraph when the machine was busy while cells were timed, else None.
 
-    Busy: other processes took more than :data:`BUSY_SHARE` of the cores on average while cells were timed, or a
-    cell is untrusted for load, or rounds were set aside as disturbed.
+    Busy: other processes took more than :data:`BUSY_SHARE` of the cores on average while cells were timed, or more
+    than :data:`BUSY_SHARE` of the cells are untrusted for load. A few cells disturbed on an otherwise quiet machine
+    are marked in their rows and the trust section, not called a busy machine.
     """
     rows = [r for r in rows if str(r.get("status")) == "ok"]
     shares = [float(r["load_other_share"]) for r in rows if finite(r.get("load_other_share"))]
     load = [r for r in rows if str(r.get("untrusted_reason") or "").startswith("load")]
     untrusted = [r for r in rows if finite(r.get("trusted")) and not float(r["trusted"])]
     mean = statistics.fmean(shares) if shares else None
-    if not (load or (mean is not None and mean > BUSY_SHARE)):
+    if not (len(load) > BUSY_SHARE * len(rows) or (mean is not None and mean > BUSY_SHARE)):
         return None
     where = f" of its {cores} cores" if cores else " of the cores"
     text = f"The machine was busy: other processes took {mean:.0%}{where} on average while cells were timed" \

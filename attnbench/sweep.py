@@ -297,6 +297,12 @@ def _run_group(config: SweepConfig, group: list[CellSpec], runner: CellRunner, s
     from attnbench.stats import MIN_TIMED_BLOCKS, RoundResult, rotation, summarize
 
     cores, threads, base = len(cpu_ids()), _group_threads(config), _baseline(group)
+    if threads and not config.threads and not group[0].device.startswith("cuda"):
+        # the share of peak against the peak of the threads this group runs with, not the run's (all cores)
+        from attnbench.measure.calibrate import calibrate_cached
+
+        calibration = calibrate_cached(group[0].device, threads)
+        group = [_with_peak(c, calibration) for c in group]
     # --min-time and the 7 blocks are a cell's, split over its rounds: R rounds cost about what one did
     per_round = dict(min_time=config.min_time / config.repeats, target_blocks=-(-MIN_TIMED_BLOCKS // config.repeats))
     first: dict[str, dict[str, Any]] = {}

@@ -49,3 +49,21 @@ def test_a_sweep_records_its_calibration_and_resume_keeps_the_first(tmp_path, ce
     run_sweep(cfg, tmp_path, resume=True, runner=cell_runner)
     meta = read_meta(tmp_path)
     assert meta["calibration"] == first and meta["resumed"][0]["calibration"]["matmul_gflops"]["fp32"] > 0
+
+
+def test_a_group_on_fewer_cores_is_compared_with_the_peak_of_its_threads(tmp_path, cell_runner, monkeypatch) -> None:
+    import attnbench.measure.calibrate as cal
+    import attnbench.sweep as sweep
+    from attnbench.config import SweepConfig
+
+    peaks = {None: 200.0, 1: 50.0}  # the run's (all cores) and one thread's
+    monkeypatch.setattr(cal, "calibrate_cached", lambda device, threads=None: {
+        "device": device, "threads": threads, "matmul_gflops": {"fp32": peaks[threads], "bf16": 1.0}})
+    monkeypatch.setattr(sweep, "_group_threads", lambda config: 1)  # one idle core when the group starts
+    cfg = SweepConfig(models=["attnbench.measure.testing:ExplicitSoftmax"], seq_lens=[16], device="cpu",
+                      min_time=0.01, repeats=1)
+    df = sweep.run_sweep(cfg, tmp_path, runner=cell_runner)
+    assert df["num_threads"].tolist() == [1] and df["peak_gflops"].tolist() == [50.0]
+    from attnbench.results import read_meta
+
+    assert read_meta(tmp_path)["calibration"]["matmul_gflops"]["fp32"] == 200.0  # the run's stays in meta.json
