@@ -21,9 +21,9 @@ from attnbench.config import SweepConfig
 __all__ = ["PlannedCell", "Plan", "plan_sweep", "step_seconds", "EFFICIENCY", "FIRST_ROUND_S", "ROUND_S"]
 
 EFFICIENCY = 0.25  # share of the matmul peak an attention step reaches (measured cells: mostly 0.1-0.5)
-FIRST_ROUND_S = 1.5  # fresh process: build, warm-up, memory pass, FLOP count, diagnostics
+FIRST_ROUND_S = 2.0  # fresh process: build, warm-up, memory pass, FLOP count, diagnostics
 FIRST_ROUND_STEPS = 4  # warm-up, memory pass, FLOP-count forward, diagnostics forward
-ROUND_S = 0.3  # a later round: a forked worker and its warm-up
+ROUND_S = 0.5  # a later round: a forked worker and its warm-up
 
 
 @dataclass
@@ -90,7 +90,7 @@ def plan_sweep(config: SweepConfig, run_dir: str | Path | None = None, *, resume
     """The sweep ``run_sweep(config, run_dir, resume=..., retry_failed=...)`` would run, without running it.
 
     ``config`` must be valid (``config.validate``). ``calibration`` defaults to a fresh
-    ``measure.calibrate_cached`` on the config's device (about a second).
+    ``measure.calibrate_cached`` on the config's device (about a second), at the threads the sweep would use now.
     """
     from attnbench.config import resolve_device
     from attnbench.measure.calibrate import calibrate_cached
@@ -108,7 +108,10 @@ def plan_sweep(config: SweepConfig, run_dir: str | Path | None = None, *, resume
         done = {key_of(r): r for r in load_results(run_dir).to_dict("records")}
         done = {k: r for k, r in done.items() if not (retry_failed and r["status"] in RETRYABLE)
                 and not (config.force and str(r["reason"]).startswith(SKIP_PREFIX))}
-    calibration = calibration if calibration is not None else calibrate_cached(device, config.threads)
+    if calibration is None:  # at the threads the sweep would time with now: the idle cores, unless --threads
+        from attnbench.sweep import _group_threads
+
+        calibration = calibrate_cached(device, None if device.startswith("cuda") else _group_threads(config))
     gflops = calibration.get("matmul_gflops", {}).get("fp32" if config.dtype == "fp32" else "bf16")
     notes = [] if gflops else [f"no time estimate: {calibration.get('reason', 'the machine was not calibrated')}"]
     steps = {c.key(): step_seconds(c, gflops) for c in cells}

@@ -32,7 +32,8 @@ def print_plan(plan: Plan, run_dir: Path) -> None:
     for c in plan.cells:
         groups.setdefault((c.spec.seq_len, c.spec.mode), []).append(c)
     for (n, mode), cells in groups.items():
-        names = ", ".join(c.spec.model + MARK[c.status] for c in cells)
+        names = ", ".join(c.spec.model + (" (again)" if c.status == "run" and c.reason else MARK[c.status])
+                          for c in cells)
         secs = sum(c.seconds for c in cells)
         table.add_row(f"{n:,}", mode, names, duration(secs) if plan.gflops else "?")
     out = console()
@@ -42,6 +43,8 @@ def print_plan(plan: Plan, run_dir: Path) -> None:
             out.print(f"skipped {c.spec.model} N={c.spec.seq_len:,} {c.spec.mode}: {c.reason}", highlight=False)
     run, skipped, done = plan.count("run"), plan.count("skipped"), plan.count("done")
     line = f"{run} cells to run ({plan.repeats} rounds each), {skipped} skipped" + (f", {done} done" if done else "")
+    again = sum(1 for c in plan.cells if c.status == "run" and c.reason)
+    line += f" ({again} of them again: a group with a cell to run is re-measured whole)" if again else ""
     if plan.gflops:
         line += (f"; estimated wall time ~{duration(plan.seconds)} (a model: the MAC formulas at {EFFICIENCY:.0%} "
                  f"of this machine's {plan.gflops:.0f} GFLOP/s matmul, plus each cell's start-up and rounds)")
