@@ -358,6 +358,11 @@ def machine_warning(rows: Iterable[dict[str, Any]], cores: int | None = None) ->
         if mean is not None else "The machine was busy while cells were timed"
     if untrusted:
         text += f"; {len(untrusted)} of {len(rows)} cells are untrusted ({len(load)} for load)"
-    return text + (". Latencies measured under contention are biased (most against methods made of many small "
-                   "synchronised ops), not just noisy. Re-run on a quiet machine, or with --threads 1, or with more "
-                   "--repeats.")
+    text += (". Latencies measured under contention are biased (most against methods made of many small "
+             "synchronised ops), not just noisy. Re-run on a quiet machine, or with --threads 1, or with more "
+             "--repeats.")
+    threads = sorted({int(float(r["num_threads"])) for r in rows if finite(r.get("num_threads"))})
+    if cores and threads and threads[0] < cores:  # the idle cores were fewer: a different configuration, not noise
+        text += (f" Some cells were timed on {threads[0]} thread(s), the cores that were idle, not {cores}: speed-ups "
+                 "on a CPU depend on the thread count, so compare with runs at the same --threads.")
+    return text
