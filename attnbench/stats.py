@@ -363,6 +363,6 @@ def machine_warning(rows: Iterable[dict[str, Any]], cores: int | None = None) ->
              "--repeats.")
     threads = sorted({int(float(r["num_threads"])) for r in rows if finite(r.get("num_threads"))})
     if cores and threads and threads[0] < cores:  # the idle cores were fewer: a different configuration, not noise
-        text += (f" Some cells were timed on {threads[0]} thread(s), the cores that were idle, not {cores}: speed-ups "
-                 "on a CPU depend on the thread count, so compare with runs at the same --threads.")
+        text += (f" Some cells were timed on {threads[0]} thread(s) of {cores} cores (the idle ones, or --threads): "
+                 "speed-ups on a CPU depend on the thread count, so compare with runs at the same --threads.")
     return text

@@ -143,7 +143,7 @@ def test_machine_warning_names_the_load_and_what_to_do() -> None:
     assert "busy" in text and "46%" in text and "2 of 4 cells are untrusted (2 for load)" in text
     assert "--threads 1" in text and "--repeats" in text and "thread(s)" not in text  # no thread counts recorded
     fewer = [{**r, "num_threads": 1} for r in busy]
-    assert "timed on 1 thread(s), the cores that were idle, not 2" in machine_warning(fewer, 2)
+    assert "timed on 1 thread(s) of 2 cores" in machine_warning(fewer, 2)
     # one cell disturbed among many on a quiet machine is that cell's mark, not a busy machine
     one = quiet * 20 + [{"status": "ok", "load_other_share": 0.45, "trusted": 0, "untrusted_reason": "load: ..."}]
     assert machine_warning(one, 2) is None and machine_warning(one[-3:] + busy, 2) is not None
