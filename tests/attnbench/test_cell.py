@@ -32,6 +32,7 @@ def test_classify_exception() -> None:
     assert status == "error" and reason == "RuntimeError: boom"
 
 
+@pytest.mark.heavy  # a fresh interpreter (~10 s); the default fork isolation measures the same in the tests below
 def test_spawned_cell_measures_everything() -> None:
     row = run_cell_subprocess(spec("ExplicitSoftmax"), timeout=120)
     assert row["status"] == "ok", row
@@ -112,6 +113,8 @@ sys.exit(len(calls))
 """
 
 
+@pytest.mark.heavy  # a fresh interpreter importing everything (~10 s)
+@pytest.mark.cuda  # where it matters: scripts/gpu-check.sh runs `pytest -m cuda` (it passes on a CPU too)
 def test_fork_server_preload_never_probes_cuda() -> None:
     """cuInit before fork breaks CUDA in every forked cell: the server's imports must not call it."""
     import subprocess

@@ -14,8 +14,10 @@ from attnbench.results import COLUMNS, KEY_COLUMNS, load_results
 
 pytest.importorskip("attnbench.sweep")
 
+# one round per cell: rounds, pairing and retries are tested against the real runner in test_sweep.py
 SMALL = ["--models", "soft,softmax,linformer", "--seq", "64,256", "--mode", "infer", "--device", "cpu",
-         "--min-time", "0.01", "--timeout", "120", "--hparam", "linformer.k=32", "--hparam", "soft.landmarks=16"]
+         "--min-time", "0.01", "--timeout", "120", "--hparam", "linformer.k=32", "--hparam", "soft.landmarks=16",
+         "--repeats", "1"]
 FILES = {"results.csv", "results.parquet", "meta.json", "report.md", "latency_infer.png", "memory_infer.png",
          "flops.png"}
 
@@ -71,9 +73,14 @@ def test_resume_reruns_nothing_finished(layer_run):
     r = invoke("run", *SMALL, "--out", out, "--name", "layer", "--resume")
     assert r.exit_code == 0, r.output
     assert (run_dir / "results.csv").read_bytes() == before  # no cell ran again
-    # a larger sweep resumed in the same dir runs only the new cells
+
+
+@pytest.mark.heavy  # test_sweep.py's resume with new N covers this against the real runner
+def test_resume_of_a_larger_sweep_runs_only_the_new_cells(layer_run):
+    out, run_dir, _ = layer_run
+    before = (run_dir / "results.csv").read_bytes()
     r = invoke("run", *[a if a != "64,256" else "64,144,256" for a in SMALL], "--out", out, "--name", "layer",
-               "--resume", "--no-plots", "--repeats", "1")
+               "--resume", "--no-plots")
     assert r.exit_code == 0, r.output
     df = load_results(run_dir)
     assert len(df) == 9 and sorted(df.seq_len.unique()) == [64, 144, 256]
@@ -97,6 +104,7 @@ def test_shards_join_to_the_unsharded_set(layer_run, tmp_path):
     assert (tmp_path / "joined" / "report.md").exists() and (tmp_path / "joined" / "latency_infer.png").exists()
 
 
+@pytest.mark.heavy  # the vit scope's cells: test_registry.py (vit-tiny) and test_skeletons.py; the CLI: layer_run
 def test_vit_scope_run(tmp_path):
     r = invoke("run", "--models", "soft", "--skeleton", "vit-tiny", "--seq", "16", "--mode", "infer",
                "--device", "cpu", "--min-time", "0.01", "--hparam", "soft.landmarks=4", "--out", tmp_path,
