@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attnbench.cell import CellSpec, key_of
+from attnbench.cell import CellSpec
 from attnbench.config import SweepConfig
 
 __all__ = ["PlannedCell", "Plan", "plan_sweep", "step_seconds", "EFFICIENCY", "FIRST_ROUND_S", "ROUND_S"]
@@ -94,24 +94,17 @@ def plan_sweep(config: SweepConfig, run_dir: str | Path | None = None, *, resume
     """
     from attnbench.config import resolve_device
     from attnbench.measure.calibrate import calibrate_cached
-    from attnbench.memory_plan import SKIP_PREFIX, memory_skips
-    from attnbench.sweep import RETRYABLE, plan_groups
+    from attnbench.memory_plan import memory_skips
+    from attnbench.sweep import group_threads, kept_rows, plan_groups
 
     device = resolve_device(config.device)
     groups = plan_groups(config, device)
     cells = [c for g in groups for c in g]
     skips = {} if config.force else memory_skips(cells, config.mem_limit)
-    done: dict[tuple, dict[str, Any]] = {}
-    if resume and run_dir is not None and (Path(run_dir) / "results.csv").exists():
-        from attnbench.results import load_results
-
-        done = {key_of(r): r for r in load_results(run_dir).to_dict("records")}
-        done = {k: r for k, r in done.items() if not (retry_failed and r["status"] in RETRYABLE)
-                and not (config.force and str(r["reason"]).startswith(SKIP_PREFIX))}
+    done = kept_rows(config, run_dir, retry_failed) if resume and run_dir is not None and \
+        (Path(run_dir) / "results.csv").exists() else {}
     if calibration is None:  # at the threads the sweep would time with now: the idle cores, unless --threads
-        from attnbench.sweep import _group_threads
-
-        calibration = calibrate_cached(device, None if device.startswith("cuda") else _group_threads(config))
+        calibration = calibrate_cached(device, None if device.startswith("cuda") else group_threads(config))
     gflops = calibration.get("matmul_gflops", {}).get("fp32" if config.dtype == "fp32" else "bf16")
     notes = [] if gflops else [f"no time estimate: {calibration.get('reason', 'the machine was not calibrated')}"]
     steps = {c.key(): step_seconds(c, gflops) for c in cells}

@@ -20,7 +20,7 @@ import pandas as pd
 
 from attnbench.schema import IDENTITY, KEY_COLUMNS, OUTCOME, ROUNDS, RUN, STATUSES, TRAIN, Column, Row
 
-__all__ = ["COLUMNS", "COLUMN_SPECS", "NUMERIC_COLUMNS", "ALL_COLUMNS", "TRAIN_COLUMNS", "STATUSES", "KEY_COLUMNS",
+__all__ = ["write_text_atomic", "COLUMNS", "COLUMN_SPECS", "NUMERIC_COLUMNS", "ALL_COLUMNS", "TRAIN_COLUMNS", "STATUSES", "KEY_COLUMNS",
            "Row", "RunLock", "new_row", "append_row", "load_results", "write_parquet",
            "environment", "write_meta", "read_meta"]
 
@@ -261,11 +261,16 @@ def environment(device: str | None = None) -> dict[str, Any]:
     return env
 
 
-def write_meta(run_dir: str | Path, meta: dict[str, Any]) -> None:
-    path = Path(run_dir) / META_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``path`` through a temporary file and a rename: a reader (or a crash) never sees half of it."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_meta(run_dir: str | Path, meta: dict[str, Any]) -> None:
+    write_text_atomic(Path(run_dir) / META_NAME, json.dumps(meta, indent=2, sort_keys=True, default=str))
 
 
 def read_meta(run_dir: str | Path) -> dict[str, Any]:

@@ -54,7 +54,7 @@ from attnbench.runner import CellRunner
 from attnbench.stats import BASELINES
 
 __all__ = ["SweepConfig", "run_sweep", "plan_cells", "plan_groups", "validate", "resolve_device", "prepare_dir",
-           "BASELINES", "OnCell", "OnStart"]
+           "BASELINES", "OnCell", "OnStart", "kept_rows", "group_threads"]
 
 OnCell = Callable[[CellSpec, dict[str, Any], int, int], None]
 # on_start(spec, round (0-based), cell-rounds done, cell-rounds planned): a cell's round is starting (for an ETA)
@@ -156,6 +156,17 @@ def _with_peak(cell: CellSpec, calibration: dict[str, Any]) -> CellSpec:
 RETRYABLE = ("error", "timeout", "oom", "nan")
 
 
+def kept_rows(config: SweepConfig, run_dir: str | os.PathLike, retry_failed: bool = False) -> dict[tuple, dict]:
+    """``{cell key: latest row}`` of the cells a resume of ``run_dir`` keeps (does not run again): all of them, less
+    the failed ones with ``retry_failed`` and the memory skips with ``config.force``."""
+    from attnbench.memory_plan import SKIP_PREFIX
+    from attnbench.results import load_results
+
+    latest = {key_of(r): r for r in load_results(run_dir).to_dict("records")}
+    return {k: r for k, r in latest.items() if not (retry_failed and r["status"] in RETRYABLE)
+            and not (config.force and str(r["reason"]).startswith(SKIP_PREFIX))}
+
+
 def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool = False, retry_failed: bool = False,
               on_cell: OnCell | None = None, runner: CellRunner | None = None,
               on_start: OnStart | None = None) -> pd.DataFrame:
@@ -185,7 +196,7 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
             (SIGTERM raises ``runner.Terminated``, a KeyboardInterrupt, the same way).
     """
     from attnbench.measure.calibrate import calibrate_cached
-    from attnbench.memory_plan import SKIP_PREFIX, memory_skips
+    from attnbench.memory_plan import memory_skips
     from attnbench.results import RunLock, load_results, write_parquet
     from attnbench.runner import sigterm_as_interrupt
 
@@ -193,18 +204,13 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
     run_dir = Path(run_dir)
     prepare_dir(run_dir)
     with RunLock(run_dir), sigterm_as_interrupt():  # one writer per run dir; SIGTERM cleans up like Ctrl-C
-        done_keys = set()
-        if resume:
-            latest = {key_of(r): r for r in load_results(run_dir).to_dict("records")}
-            done_keys = {k for k, r in latest.items() if not (retry_failed and r["status"] in RETRYABLE)
-                         and not (config.force and str(r["reason"]).startswith(SKIP_PREFIX))}
+        done_keys = set(kept_rows(config, run_dir, retry_failed)) if resume else set()
         groups = plan_groups(config, device)
         cells = [c for g in groups for c in g]
         # cells that cannot fit are skipped rows with their estimate, decided before any cell runs
         skips = {} if config.force else memory_skips(cells, config.mem_limit)
-        calibration = calibrate_cached(device, config.threads)  # once per run: the rows' share of the peak
+        calibration = calibrate_cached(device, config.threads)  # the run's, for meta.json; groups: _run_group
         _write_meta(run_dir, config, device, resume, calibration)
-        groups = [[_with_peak(c, calibration) for c in g] for g in groups]
         rows: list[dict[str, Any]] = []
         try:
             _run_groups(config, groups, done_keys, run_dir, runner, skips, _Events(on_cell, on_start), rows)
@@ -262,7 +268,7 @@ def _run_groups(config: SweepConfig, groups: list[list[CellSpec]], done_keys: se
                 events.cell(spec, row)
 
 
-def _group_threads(config: SweepConfig) -> int | None:
+def group_threads(config: SweepConfig) -> int | None:
     """``config.threads``, else the cores idle now (at least 1), else None (torch's default) where unknown."""
     from attnbench.machine import idle_cores
 
@@ -296,13 +302,14 @@ def _run_group(config: SweepConfig, group: list[CellSpec], runner: CellRunner, s
     from attnbench.machine import cpu_ids
     from attnbench.stats import MIN_TIMED_BLOCKS, RoundResult, rotation, summarize
 
-    cores, threads, base = len(cpu_ids()), _group_threads(config), _baseline(group)
-    if threads and not config.threads and not group[0].device.startswith("cuda"):
-        # the share of peak against the peak of the threads this group runs with, not the run's (all cores)
-        from attnbench.measure.calibrate import calibrate_cached
+    cores, threads, base = len(cpu_ids()), group_threads(config), _baseline(group)
+    # the share of peak against the peak of the threads this group runs with (a CPU group on the idle cores),
+    # else the run's calibration (both cached: measured once per device and thread count)
+    from attnbench.measure.calibrate import calibrate_cached
 
-        calibration = calibrate_cached(group[0].device, threads)
-        group = [_with_peak(c, calibration) for c in group]
+    cpu_idle = threads and not config.threads and not group[0].device.startswith("cuda")
+    calibration = calibrate_cached(group[0].device, threads if cpu_idle else config.threads)
+    group = [_with_peak(c, calibration) for c in group]
     # --min-time and the 7 blocks are a cell's, split over its rounds: R rounds cost about what one did
     per_round = dict(min_time=config.min_time / config.repeats, target_blocks=-(-MIN_TIMED_BLOCKS // config.repeats))
     first: dict[str, dict[str, Any]] = {}

@@ -5,18 +5,12 @@ from pathlib import Path
 
 import click
 
+from attnbench.cli.progress import fmt_duration
 from attnbench.plan import EFFICIENCY, Plan
 
-__all__ = ["print_plan", "duration"]
+__all__ = ["print_plan"]
 
 MARK = {"skipped": " (skipped)", "done": " (done)", "run": ""}
-
-
-def duration(seconds: float) -> str:
-    """``45 s``, ``12 min``, ``2.5 h``."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def print_plan(plan: Plan, run_dir: Path) -> None:
@@ -35,7 +29,7 @@ def print_plan(plan: Plan, run_dir: Path) -> None:
         names = ", ".join(c.spec.model + (" (again)" if c.status == "run" and c.reason else MARK[c.status])
                           for c in cells)
         secs = sum(c.seconds for c in cells)
-        table.add_row(f"{n:,}", mode, names, duration(secs) if plan.gflops else "?")
+        table.add_row(f"{n:,}", mode, names, fmt_duration(secs) if plan.gflops else "?")
     out = console()
     out.print(table)
     for c in plan.cells:
@@ -46,7 +40,7 @@ def print_plan(plan: Plan, run_dir: Path) -> None:
     again = sum(1 for c in plan.cells if c.status == "run" and c.reason)
     line += f" ({again} of them again: a group with a cell to run is re-measured whole)" if again else ""
     if plan.gflops:
-        line += (f"; estimated wall time ~{duration(plan.seconds)} (a model: the MAC formulas at {EFFICIENCY:.0%} "
+        line += (f"; estimated wall time ~{fmt_duration(plan.seconds)} (a model: the MAC formulas at {EFFICIENCY:.0%} "
                  f"of this machine's {plan.gflops:.0f} GFLOP/s matmul, plus each cell's start-up and rounds)")
     out.print(line, highlight=False)
     for note in plan.notes:

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from attnbench.reporting.format import short_machine
+from attnbench.results import write_text_atomic
 from attnbench.reporting.frontier import FRONTIER_PNG, accuracy_across_n, plot_frontier
 from attnbench.reporting.load import efficiency, ensure_schema, labelled, load_runs
 from attnbench.reporting.markdown import render
@@ -35,12 +36,6 @@ def parse_formats(formats: str | Iterable[str]) -> list[str]:
         raise ConfigError("formats", f"bad {ref('formats')} {','.join(bad) or repr(formats)}; accepted: "
                                      f"{', '.join(FORMATS)} or a comma list such as md,html")
     return items
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")  # a reader never sees half a file
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 @dataclass
@@ -106,7 +101,7 @@ def report(runs: str | Path | Iterable[str | Path] | pd.DataFrame, out: str | Pa
         rep.out_dir = Path(out)
         rep.out_dir.mkdir(parents=True, exist_ok=True)
         if "md" in formats:
-            _write_text(rep.out_dir / REPORT_NAME, rep.markdown)
+            write_text_atomic(rep.out_dir / REPORT_NAME, rep.markdown)
             rep.files.append(rep.out_dir / REPORT_NAME)
         if plots:
             machine = "; ".join(dict.fromkeys(short_machine(m) for m in metas)) or None
@@ -118,7 +113,7 @@ def report(runs: str | Path | Iterable[str | Path] | pd.DataFrame, out: str | Pa
         if "html" in formats:
             from attnbench.reporting.html import render_html
 
-            _write_text(rep.out_dir / HTML_NAME, render_html(sections, rep.files, title=f"attnbench report: "
+            write_text_atomic(rep.out_dir / HTML_NAME, render_html(sections, rep.files, title=f"attnbench report: "
                                                              f"{', '.join(names) or rep.out_dir.name}"))
             rep.files.append(rep.out_dir / HTML_NAME)
     return rep

@@ -14,7 +14,7 @@ from attnbench.results import STATUSES
 
 __all__ = ["NOISY", "NOISE_MARK", "NO_SPREAD_MARK", "UNTRUSTED_MARK", "DASH", "MIN_SIG", "fmt_sig", "fmt_latency",
            "fmt_ratio", "fmt_times", "status_cell", "absolute_display", "relative_display", "break_even_display",
-           "machine_line", "short_machine", "group_title", "LEGEND", "looks_numeric"]
+           "machine_line", "short_machine", "group_title", "LEGEND", "looks_numeric", "table_cells"]
 
 NOISY = 0.10  # IQR / median above this marks a cell noisy
 NOISE_MARK = "†"
@@ -101,6 +101,15 @@ def status_cell(status: Any, reason: Any = None) -> str:
         return s
     r = "" if reason is None or pd.isna(reason) else str(reason).splitlines()[0]
     return f"{s}: {r[:60]}" if r else s
+
+
+def table_cells(df: pd.DataFrame) -> tuple[list[list[str]], list[bool]]:
+    """A display table's rows as strings (missing: empty) and, per column, whether every cell looks numeric
+    (right-aligned by the renderers)."""
+    rows = [["" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v) for v in r]
+            for r in df.itertuples(index=False)]
+    numeric = [bool(rows) and all(looks_numeric(r[i]) for r in rows) for i in range(len(df.columns))]
+    return rows, numeric
 
 
 def looks_numeric(s: str) -> bool:

@@ -7,9 +7,7 @@ import html
 import re
 from pathlib import Path
 
-import pandas as pd
-
-from attnbench.reporting.format import looks_numeric
+from attnbench.reporting.format import table_cells
 from attnbench.reporting.sections import Bullets, Labelled, Section, Table, Text
 
 __all__ = ["render_html", "inline"]
@@ -38,9 +36,7 @@ def inline(text: str) -> str:
 
 def _table(b: Table) -> str:
     df = b.frame
-    cells = [["" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v) for v in r]
-             for r in df.itertuples(index=False)]
-    numeric = [bool(cells) and all(looks_numeric(r[i]) for r in cells) for i in range(len(df.columns))]
+    cells, numeric = table_cells(df)
     head = "".join(f"<th>{inline(c)}</th>" for c in df.columns)
     body = "\n".join("<tr>" + "".join(f'<td class="num">{inline(c)}</td>' if num else f"<td>{inline(c)}</td>"
                                       for c, num in zip(r, numeric)) + "</tr>" for r in cells)

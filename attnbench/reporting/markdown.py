@@ -5,7 +5,7 @@ from typing import Any
 
 import pandas as pd
 
-from attnbench.reporting.format import looks_numeric
+from attnbench.reporting.format import table_cells
 from attnbench.reporting.sections import Bullets, Labelled, Section, Table, Text, build_sections
 
 __all__ = ["to_markdown", "render", "render_markdown"]
@@ -14,11 +14,9 @@ __all__ = ["to_markdown", "render", "render_markdown"]
 def to_markdown(df: pd.DataFrame) -> str:
     """A GitHub-flavoured markdown table of ``df``'s cells as strings (no tabulate needed)."""
     head = [str(c) for c in df.columns]
-    rows = [["" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v) for v in r]
-            for r in df.itertuples(index=False)]
+    rows, numeric = table_cells(df)
     esc = [[c.replace("|", "\\|") for c in r] for r in [head] + rows]
     widths = [max(len(r[i]) for r in esc) for i in range(len(head))]
-    numeric = [all(looks_numeric(r[i]) for r in esc[1:]) and len(esc) > 1 for i in range(len(head))]
 
     def line(r: list[str]) -> str:
         return "| " + " | ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric)) + " |"
