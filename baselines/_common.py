@@ -6,15 +6,16 @@ that every peer pays exactly the same ``4·B·N·D²`` projection MACs and diffe
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["QKVAttention", "FeatureMapAttention", "projection_macs", "check_choice", "check_hparams", "row_chunks",
+__all__ = ["QKVAttention", "FeatureMapAttention", "projection_macs", "check_choice", "check_hparams", "tiles",
            "softmax_chain", "qkv_heads", "custom_backward_applies",
-           "CHUNK_ELEMS", "KEEP_ELEMS"]
+           "keeps", "TILE_ELEMS", "KEEP_ELEMS"]
 
 # Constructor arguments of the shell, and the seq_len a harness may pass to every formula: a MAC formula accepts
 # them and ignores them (they cost no matmul; N is the formula's own argument).
@@ -40,47 +41,67 @@ def projection_macs(B: int, N: int, dim: int) -> int:
     """MACs of the fused qkv Linear (3·B·N·D²) plus the output Linear (B·N·D²); bias adds are not counted."""
     return 4 * B * N * dim * dim
 
-# Rows of the queries handled at once: a chunk's [B, h, rows, L] scores (16 MB in float32) are reused from the heap
-# (below glibc's 32 MB mmap threshold). Whole [B, h, N, L] temporaries cost more in page faults than in arithmetic
-# at large N on a CPU (a fresh 48 MB buffer takes ~30 ms to fault in), and a generic backward keeps several of them
-# alive. CPU time was flat from 2^17 to 2^22 at N = 16384 (this VM), but every op is a parallel region whose
-# barrier stalls when another process holds a core: on a shared 2-core machine, 2^18 ran 4.5x slower than 2^22.
-CHUNK_ELEMS = 1 << 22
-# Up to this many probabilities in all (small N) are kept for the backward instead of being recomputed.
+# Work on [B, h, N, L] products (scores, features) is done in tiles of about TILE_ELEMS elements: a tile's scores
+# stay in cache between the ops that use them (matmul, softmax, matmul), where whole [B, h, N, L] temporaries cost
+# more in page faults than in arithmetic at large N on a CPU (a fresh 48 MB buffer takes ~30 ms to fault in), and a
+# generic backward keeps several of them alive. Large per-head matrices are tiled one (batch, head) at a time: a
+# [3, rows, 64] x [3, 64, 256] bmm ran at 40-50 GFLOP/s on this 2-core VM, the same work as three 2-D GEMMs at about
+# 100 (the batch of 3 splits unevenly over 2 threads). Every op is a parallel region whose barrier stalls when another
+# process holds a core, so tiles are not made smaller than needed: 2^18 to 2^22 elements ran alike when quiet.
+TILE_ELEMS = 1 << 20
+# Up to this many elements in all (small N) are kept for the backward instead of being recomputed.
 KEEP_ELEMS = 1 << 20
 
+_ALL = slice(None)
 
-def row_chunks(n: int, per_row: int) -> list[tuple[int, int]]:
-    """``[(start, stop), ...]`` covering ``range(n)`` in chunks of about ``CHUNK_ELEMS / per_row`` rows; one chunk
-    when all of it is at most ``KEEP_ELEMS`` (small N: what the backward then keeps instead of recomputing)."""
-    if n * per_row <= KEEP_ELEMS:
-        return [(0, n)]
-    rows = max(1, CHUNK_ELEMS // max(per_row, 1))
-    return [(a, min(a + rows, n)) for a in range(0, n, rows)]
+
+def tiles(B: int, h: int, n: int, per_row: int) -> list[tuple[slice, slice, slice]]:
+    """Index tuples ``(batch, head, rows)`` whose tiles of a ``[B, h, n, ·]`` tensor cover it, each tile's
+    ``[·, ·, rows, per_row]`` product at most about ``TILE_ELEMS`` elements; ``t[:2]`` indexes ``[B, h, ...]`` tensors.
+
+    - Per (batch, head), in row chunks, when one head's product has at least ``TILE_ELEMS / 4`` elements: 2-D GEMMs
+      that use every thread (a batch of 3 heads splits unevenly over 2 threads).
+    - Otherwise one tile when all of it fits in ``TILE_ELEMS``, else row chunks over all batches and heads at once
+      (many small heads: batched GEMMs with a large batch).
+
+    The tiles of one (batch, head) come in row order, the first starting at row 0.
+    """
+    if 4 * n * per_row >= TILE_ELEMS:
+        rows = max(1, TILE_ELEMS // max(per_row, 1))
+        return [(slice(b, b + 1), slice(i, i + 1), slice(a, min(a + rows, n)))
+                for b in range(B) for i in range(h) for a in range(0, n, rows)]
+    rows = max(1, TILE_ELEMS // max(B * h * per_row, 1))
+    return [(_ALL, _ALL, slice(a, min(a + rows, n))) for a in range(0, n, rows)]
+
+
+def keeps(*shape: int) -> bool:
+    """Whether a backward keeps the forward's ``[B, h, N, L]`` temporaries (small N) instead of recomputing them."""
+    return math.prod(shape) <= KEEP_ELEMS
 
 
 def _chain_forward(q: Tensor, keys: Tensor, mats: tuple[Tensor, ...]) -> tuple[Tensor, list[Tensor] | None]:
-    """(the ``[B, N, h, e]`` output buffer, each chunk's probabilities when there are at most ``KEEP_ELEMS``)."""
+    """(the ``[B, N, h, e]`` output buffer, each tile's probabilities when :func:`keeps` says so)."""
     B, h, N = (int(s) for s in q.shape[:3])
     L, d_out = int(keys.shape[-2]), int(mats[-1].shape[-1])
     buf = q.new_empty(B, N, h, d_out)  # [B, N, h, d_out]: merging the heads afterwards is free
     out = buf.transpose(1, 2)
-    kept: list[Tensor] | None = [] if B * h * N * L <= KEEP_ELEMS else None
-    for a, b in row_chunks(N, B * h * L):
-        p = t = torch.softmax(q[..., a:b, :] @ keys.transpose(-2, -1), dim=-1)
+    kept: list[Tensor] | None = [] if keeps(B, h, N, L) else None
+    for t in tiles(B, h, N, L):
+        bh = t[:2]
+        p = x = torch.softmax(q[t] @ keys[bh].transpose(-2, -1), dim=-1)
         for mat in mats:
-            t = t @ mat
-        out[..., a:b, :] = t
+            x = x @ mat[bh]
+        out[t] = x
         if kept is not None:
             kept.append(p)
     return buf, kept
 
 
 class _SoftmaxChain(torch.autograd.Function):
-    """softmax(q keysᵀ) M₁ … M_r by row chunks, with a backward that recomputes each chunk's probabilities.
+    """softmax(q keysᵀ) M₁ … M_r by tiles, with a backward that recomputes each tile's probabilities.
 
     The generic backward stores the ``[B, h, N, L]`` probabilities (and each product with an M); this one stores
-    nothing of size N·L and recomputes per chunk (N·L·d more MACs, no big buffers).
+    nothing of size N·L and recomputes per tile (N·L·d more MACs, no big buffers), except at small N (:func:`keeps`).
     """
 
     @staticmethod
@@ -99,27 +120,28 @@ class _SoftmaxChain(torch.autograd.Function):
         dkeys = torch.zeros_like(keys)
         dmats = [torch.zeros_like(m) for m in mats]
         kept, ctx.kept = ctx.kept, None
-        for i, (a, b) in enumerate(row_chunks(N, B * h * int(keys.shape[-2]))):
-            p = kept[i] if kept is not None else torch.softmax(q[..., a:b, :] @ keys.transpose(-2, -1), dim=-1)
-            ts = [p]  # the chain's partial products for this chunk
+        for j, t in enumerate(tiles(B, h, N, int(keys.shape[-2]))):
+            bh = t[:2]
+            p = kept[j] if kept is not None else torch.softmax(q[t] @ keys[bh].transpose(-2, -1), dim=-1)
+            xs = [p]  # the chain's partial products for this tile
             for mat in mats[:-1]:
-                ts.append(ts[-1] @ mat)
-            gt = g[..., a:b, :]
+                xs.append(xs[-1] @ mat[bh])
+            gx = g[t]
             for i in range(len(mats) - 1, -1, -1):
-                dmats[i].add_(ts[i].transpose(-2, -1) @ gt)
-                gt = gt @ mats[i].transpose(-2, -1)
-            ds = torch._softmax_backward_data(gt, p, -1, p.dtype)  # ∂/∂scores
-            dq[..., a:b, :] = ds @ keys
-            dkeys.add_(ds.transpose(-2, -1) @ q[..., a:b, :])
+                dmats[i][bh].add_(xs[i].transpose(-2, -1) @ gx)
+                gx = gx @ mats[i][bh].transpose(-2, -1)
+            ds = torch._softmax_backward_data(gx, p, -1, p.dtype)  # ∂/∂scores
+            dq[t] = ds @ keys[bh]
+            dkeys[bh].add_(ds.transpose(-2, -1) @ q[t])
         return (dq, dkeys, *dmats)
 
 
 def softmax_chain(q: Tensor, keys: Tensor, *mats: Tensor) -> Tensor:
-    """``softmax(q keysᵀ, dim=-1) @ mats[0] @ mats[1] …`` (left to right) over short keys, in row chunks.
+    """``softmax(q keysᵀ, dim=-1) @ mats[0] @ mats[1] …`` (left to right) over short keys, in tiles (:func:`tiles`).
 
     Attention of N queries to L << N keys (Linformer's projected keys, Nyström's landmarks): the ``[N, L]``
-    probabilities are formed one row chunk at a time, and with gradients the backward recomputes them per chunk
-    instead of storing them. Same products, same MACs as the unchunked form.
+    probabilities are formed one tile at a time, and with gradients the backward recomputes them per tile instead
+    of storing them. Same products, same MACs as the untiled form.
 
     Args:
         q: ``[B, h, N, d]`` (any strides; the scale folded into ``keys``).

@@ -20,8 +20,8 @@ import math
 import torch
 from torch import Tensor
 
-from baselines._common import (QKVAttention, check_choice, check_hparams, custom_backward_applies, projection_macs,
-                               row_chunks)
+from baselines._common import (QKVAttention, check_choice, check_hparams, custom_backward_applies, keeps,
+                               projection_macs, tiles)
 
 __all__ = ["PerformerAttention", "gaussian_orthogonal_random_matrix", "softmax_kernel", "favor_attention",
            "performer_macs"]
@@ -102,55 +102,65 @@ def softmax_kernel(x: Tensor, projection: Tensor, *, is_query: bool, eps: float 
 
 def _favor_forward(q: Tensor, k: Tensor, v: Tensor, w_t: Tensor, eps: float
                    ) -> tuple[Tensor, Tensor, Tensor, Tensor, tuple[Tensor, Tensor] | None]:
-    """D⁻¹ Q′(K′ᵀ V) chunk by chunk; returns (out, den, [K′ᵀV | K′ᵀ1] ``[B, h, m, d+1]``, key stabiliser c_k,
-    (E_K, E_Q) when N is small enough for one chunk (kept for the backward), else None).
+    """D⁻¹ Q′(K′ᵀ V) tile by tile; returns (out, den, [K′ᵀV | K′ᵀ1] ``[B, h, m, d+1]``, key stabiliser c_k,
+    the tiles' (E_K, E_Q) when :func:`keeps` says so (kept for the backward), else None).
 
     With E = exp(·) and φ = m^-½ (E + eps): the m^-½ cancels between numerator and denominator, and the eps term
     enters as rank-one corrections, (E + eps·1 1ᵀ) A = E A + eps·1 (1ᵀ A), so that E + eps is never formed.
-    The key stabiliser (one max per (batch, head) over the whole sequence) is kept online: each chunk's sums are
-    rescaled by exp(c_old − c_new) when a later chunk raises the max. ``out`` is a ``[B, h, N, d]`` view of a
+    The key stabiliser (one max per (batch, head) over the whole sequence) is kept online: a (batch, head)'s sums
+    are rescaled by exp(c_old − c_new) when a later tile raises its max. ``out`` is a ``[B, h, N, d]`` view of a
     ``[B, N, h, d]`` buffer, so that merging the heads afterwards is free.
     """
     B, h, N, d = (int(s) for s in q.shape)
+    m = int(w_t.shape[1])
     half_s2 = d ** -0.5 / 2
-    kv = ksum = c_k = None
-    chunks = row_chunks(N, B * h * int(w_t.shape[1]))
-    for a, b in chunks:
-        z = k[..., a:b, :] @ w_t
-        c_new = z.amax(dim=(-2, -1), keepdim=True)
-        if c_k is not None:
-            c_new = torch.maximum(c_k, c_new)
-            rescale = (c_k - c_new).exp_()  # [B, h, 1, 1]: earlier chunks' features to the new max
-            kv.mul_(rescale)
-            ksum.mul_(rescale.squeeze(-1))
-        c_k = c_new
-        shift = (k[..., a:b, :] * k[..., a:b, :]).sum(dim=-1, keepdim=True).mul_(half_s2).add_(c_k)
-        e_k = e = z.sub_(shift).exp_()  # E_K rows a:b, [B, h, n, m]
-        part, part_sum = e.transpose(-2, -1) @ v[..., a:b, :], e.sum(dim=-2)
-        kv, ksum = (part, part_sum) if kv is None else (kv.add_(part), ksum.add_(part_sum))
+    ts = tiles(B, h, N, m)
+    kept: tuple[list[Tensor], list[Tensor]] | None = ([], []) if keeps(B, h, N, m) else None
+    kv_aug = q.new_empty(B, h, m, d + 1)  # [Σ E_K V | Σ E_K], then [K′ᵀV | K′ᵀ1] / m^-½
+    c_k = q.new_empty(B, h, 1, 1)
+    for t in ts:
+        bh = t[:2]
+        z = k[t] @ w_t
+        c = z.amax(dim=(-2, -1), keepdim=True)
+        first = t[2].start == 0  # a (batch, head)'s tiles come in row order
+        if not first:
+            c = torch.maximum(c_k[bh], c)
+            kv_aug[bh].mul_((c_k[bh] - c).exp_())  # earlier tiles' features to the new max
+        c_k[bh].copy_(c)
+        shift = (k[t] * k[t]).sum(dim=-1, keepdim=True).mul_(half_s2).add_(c)
+        e = z.sub_(shift).exp_()  # E_K rows of the tile, [b, h, n, m]
+        if kept is not None:
+            kept[0].append((e, c))
+        part = torch.cat([e.transpose(-2, -1) @ v[t], e.sum(dim=-2).unsqueeze(-1)], dim=-1)
+        kv_aug[bh].copy_(part) if first else kv_aug[bh].add_(part)
+    if kept is not None:  # E_K to the final stabiliser, when a (batch, head) had more than one tile
+        rescale = any(t[2].start for t in ts)
+        kept = ([e.mul_((c - c_k[t[:2]]).exp_()) if rescale else e for t, (e, c) in zip(ts, kept[0])], kept[1])
     if eps:
-        kv.add_(v.sum(dim=-2, keepdim=True), alpha=eps)  # Σ_n (E_n + eps) v_n
-        ksum.add_(eps * N)
-    kv_aug = torch.cat([kv, ksum.unsqueeze(-1)], dim=-1)  # [K′ᵀV | K′ᵀ1] / m^-½, [B, h, m, d+1]
+        kv_aug[..., :d].add_(v.sum(dim=-2, keepdim=True), alpha=eps)  # Σ_n (E_n + eps) v_n
+        kv_aug[..., d:].add_(eps * N)
     q_corr = kv_aug.sum(dim=-2, keepdim=True).mul_(eps) if eps else None  # eps·1ᵀ kv_aug, [B, h, 1, d+1]
     out = q.new_empty(B, N, h, d).transpose(1, 2)
     den = q.new_empty(B, h, N, 1)
-    for a, b in chunks:
-        e, _ = _exp_features(q[..., a:b, :], w_t, half_s2, None)
-        o = e @ kv_aug  # [Q′K′ᵀV | Q′K′ᵀ1] rows a:b
+    for t in ts:
+        bh = t[:2]
+        e, _ = _exp_features(q[t], w_t, half_s2, None)
+        if kept is not None:
+            kept[1].append(e)
+        o = e @ kv_aug[bh]  # [Q′K′ᵀV | Q′K′ᵀ1] rows of the tile
         if q_corr is not None:
-            o.add_(q_corr)
-        den[..., a:b, :] = o[..., d:]
-        out[..., a:b, :] = o[..., :d] / o[..., d:]  # not div(out=): a traced forward may carry gradients
-    return out, den, kv_aug, c_k, ((e_k, e) if len(chunks) == 1 else None)
+            o.add_(q_corr[bh])
+        den[t] = o[..., d:]
+        out[t] = o[..., :d] / o[..., d:]  # not div(out=): a traced forward may carry gradients
+    return out, den, kv_aug, c_k, kept
 
 
 class _Favor(torch.autograd.Function):
-    """FAVOR+ with a backward that recomputes the features chunk by chunk instead of storing them.
+    """FAVOR+ with a backward that recomputes the features tile by tile instead of storing them.
 
     The generic backward keeps every [B, h, N, m] temporary of the forward (four of them); this one stores only
-    ``[B, h, N, d]`` tensors and recomputes E_Q and E_K per chunk, in cache (2 N m d more MACs, no big buffers),
-    except at small N (one chunk), where it keeps the two.
+    ``[B, h, N, d]`` tensors and recomputes E_Q and E_K per tile, in cache (2 N m d more MACs, no big buffers),
+    except at small N (:func:`keeps`), where it keeps them.
     The projection is a fixed random draw and gets no gradient.
     """
 
@@ -168,44 +178,47 @@ class _Favor(torch.autograd.Function):
         eps = ctx.eps
         B, h, N, d = (int(s) for s in q.shape)
         half_s2 = d ** -0.5 / 2
-        chunks = row_chunks(N, B * h * int(w_t.shape[1]))
+        ts = tiles(B, h, N, int(w_t.shape[1]))
         w_aug = torch.cat([w_t.t(), torch.ones_like(w_t[:1].t())], dim=1)  # [W·d^-¼ | 1], [m, d+1]
         # [B, N, h, d] buffers: each reaches its Linear as a [B, N, C] view
         dq, dk, dv = (q.new_empty(B, N, h, d).transpose(1, 2) for _ in range(3))
-        kept, ctx.kept = ctx.kept, None  # (E_K, E_Q) at small N; recomputed per chunk otherwise
+        kept, ctx.kept = ctx.kept, None  # the tiles' (E_K, E_Q) at small N; recomputed otherwise
         dkv_aug = torch.zeros_like(kv_aug)
         do_sum = q.new_zeros(B, h, 1, d + 1)
-        for a, b in chunks:  # queries: o = E_Q kv_aug (+ eps 1 1ᵀ kv_aug), out = o[:d] / o[d]
-            do = torch.empty_like(kv_aug[..., :1, :].expand(B, h, b - a, d + 1))
-            torch.div(g[..., a:b, :], den[..., a:b, :], out=do[..., :d])  # ∂/∂num = g / den
-            torch.sum(do[..., :d] * out[..., a:b, :], dim=-1, keepdim=True, out=do[..., d:]).neg_()  # ∂/∂den
-            e = kept[1] if kept else _exp_features(q[..., a:b, :], w_t, half_s2, None)[0]
-            de = do @ kv_aug.transpose(-2, -1)  # ∂/∂E_Q rows a:b
-            dkv_aug.add_(e.transpose(-2, -1) @ do)
+        for j, t in enumerate(ts):  # queries: o = E_Q kv_aug (+ eps 1 1ᵀ kv_aug), out = o[:d] / o[d]
+            bh = t[:2]
+            gt, dent = g[t], den[t]
+            do = gt.new_empty(*gt.shape[:-1], d + 1)
+            torch.div(gt, dent, out=do[..., :d])  # ∂/∂num = g / den
+            torch.sum(do[..., :d] * out[t], dim=-1, keepdim=True, out=do[..., d:]).neg_()  # ∂/∂den
+            e = kept[1][j] if kept else _exp_features(q[t], w_t, half_s2, None)[0]
+            de = do @ kv_aug[bh].transpose(-2, -1)  # ∂/∂E_Q rows of the tile
+            dkv_aug[bh].add_(e.transpose(-2, -1) @ do)
             if eps:
-                do_sum.add_(do.sum(dim=-2, keepdim=True))
+                do_sum[bh].add_(do.sum(dim=-2, keepdim=True))
             r = de.mul_(e) @ w_aug  # [∂z W·d^-¼ | Σ_m ∂z], ∂z = ∂E ⊙ E
-            torch.addcmul(r[..., :d], r[..., d:], q[..., a:b, :], value=-2 * half_s2, out=dq[..., a:b, :])
+            torch.addcmul(r[..., :d], r[..., d:], q[t], value=-2 * half_s2, out=dq[t])
         if eps:
             dkv_aug.add_(do_sum, alpha=eps)  # the eps·1 1ᵀ part of Q′
         dkv, dksum = dkv_aug[..., :d], dkv_aug[..., d:].transpose(-2, -1)  # [B, h, m, d], [B, h, 1, m]
         dv_corr = dkv.sum(dim=-2, keepdim=True).mul_(eps) if eps else None
-        for a, b in chunks:  # keys: kv_aug = Σ_n (E_K,n + eps) [v_n | 1]
-            e = kept[0] if kept else _exp_features(k[..., a:b, :], w_t, half_s2, c_k)[0]
-            de = (v[..., a:b, :] @ dkv.transpose(-2, -1)).add_(dksum)  # ∂/∂E_K rows a:b
-            torch.matmul(e, dkv, out=dv[..., a:b, :])
+        for j, t in enumerate(ts):  # keys: kv_aug = Σ_n (E_K,n + eps) [v_n | 1]
+            bh = t[:2]
+            e = kept[0][j] if kept else _exp_features(k[t], w_t, half_s2, c_k[bh])[0]
+            de = (v[t] @ dkv[bh].transpose(-2, -1)).add_(dksum[bh])  # ∂/∂E_K rows of the tile
+            torch.matmul(e, dkv[bh], out=dv[t])
             if dv_corr is not None:
-                dv[..., a:b, :].add_(dv_corr)
+                dv[t].add_(dv_corr[bh])
             r = de.mul_(e) @ w_aug
-            torch.addcmul(r[..., :d], r[..., d:], k[..., a:b, :], value=-2 * half_s2, out=dk[..., a:b, :])
+            torch.addcmul(r[..., :d], r[..., d:], k[t], value=-2 * half_s2, out=dk[t])
         return dq, dk, dv, None, None
 
 
 def favor_attention(q: Tensor, k: Tensor, v: Tensor, projection: Tensor, *, eps: float = 1e-6) -> Tensor:
     """Non-causal FAVOR+: D⁻¹ Q′(K′ᵀ V), D = diag(Q′ K′ᵀ 1_N) (paper eq. 5), in O(N m d), Q′ = φ(Q), K′ = φ(K).
 
-    Computed in row chunks without forming Q′ or K′ whole (see :func:`_favor_forward`); with gradients it runs
-    as one autograd Function whose backward recomputes the features per chunk (at large N). The projection gets no
+    Computed in tiles without forming Q′ or K′ whole (see :func:`_favor_forward`); with gradients it runs
+    as one autograd Function whose backward recomputes the features per tile (at large N). The projection gets no
     gradient.
 
     Args:

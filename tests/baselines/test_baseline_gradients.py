@@ -34,17 +34,29 @@ CORES = {
 }
 
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["one-chunk", "chunked"])
+# Each core's tiles are [rows, per_row]: FAVOR+'s features (m = 32), Linformer's scores (k = 8), Nyström's (m = 6).
+PER_ROW = {"performer": 32, "linformer": 8, "nystrom-exact": 6, "nystrom-40-iterations": 6}
+B = 3
+
+
+@pytest.mark.parametrize("tiling", ["one-tile", "per-head", "per-head-kept", "all-heads"])
 @pytest.mark.parametrize("name", CORES)
-def test_gradients_match_float64_reference(name, chunked, monkeypatch):
-    """``chunked``: rows in chunks of 3 to 16 (the last one partial) and nothing kept for the backward, as at large
-    N; the keys grow along the sequence, so that FAVOR+'s running key max rises from chunk to chunk."""
+def test_gradients_match_float64_reference(name, tiling, monkeypatch):
+    """``per-head``: each (batch, head) in row tiles of 6 to 25 rows (the last one partial), ``all-heads``: row tiles
+    of 33 over all batches and heads; both keep nothing for the backward, as at large N, and ``per-head-kept`` keeps
+    every tile's temporaries, as at middle N. The keys grow along the sequence, so that FAVOR+'s running key max
+    rises from tile to tile."""
     fast, ref_fn, extra, tol = CORES[name]
     g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(1, h, N, d, dtype=torch.float64, generator=g) for _ in range(3))
-    if chunked:
-        monkeypatch.setattr(baselines._common, "CHUNK_ELEMS", 200)
-        monkeypatch.setattr(baselines._common, "KEEP_ELEMS", 0)
+    q, k, v = (torch.randn(B, h, N, d, dtype=torch.float64, generator=g) for _ in range(3))
+    if tiling != "one-tile":
+        per_row = PER_ROW[name]
+        monkeypatch.setattr(baselines._common, "TILE_ELEMS", 200 if tiling.startswith("per-head") else 200 * per_row)
+        if tiling != "per-head-kept":
+            monkeypatch.setattr(baselines._common, "KEEP_ELEMS", 0)
+        ts = baselines._common.tiles(B, h, N, per_row)
+        assert len(ts) > B * h if tiling.startswith("per-head") else (len(ts) == 2 and ts[0][1] == slice(None))
+        assert baselines._common.keeps(B, h, N, per_row) == (tiling == "per-head-kept")
         k = k * torch.linspace(0.2, 1.5, N, dtype=torch.float64)[:, None]
     q, k, v = (t.requires_grad_() for t in (q, k, v))
     extra = tuple(t.clone().requires_grad_() for t in extra)
