@@ -88,5 +88,8 @@ def _cached(device: str, threads: int | None) -> str:
 
 
 def calibrate_cached(device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
-    """:func:`calibrate`, measured once per process for a (device, threads) pair (a notebook's repeated sweeps)."""
-    return json.loads(_cached(device, threads))
+    """:func:`calibrate`, measured once per process for a (device, threads) pair (a notebook's repeated sweeps);
+    ``threads`` None is torch's current count, so that it shares the measurement of that count given explicitly."""
+    import torch
+
+    return json.loads(_cached(device, threads or torch.get_num_threads()))

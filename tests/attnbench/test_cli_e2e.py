@@ -3,6 +3,7 @@ schema's columns and ok rows; `report` re-renders it; `--resume` re-runs nothing
 joins to the same set."""
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pandas as pd
@@ -31,9 +32,12 @@ def keys(df: pd.DataFrame) -> set:
 
 
 @pytest.fixture(scope="module")
-def layer_run(tmp_path_factory):
+def layer_run(tmp_path_factory, cell_runner):
     out = tmp_path_factory.mktemp("res")
-    r = invoke("run", *SMALL, "--out", out, "--name", "layer")
+    # the CLI's sweep forks its cells from the session's warm server (the lifecycle tests start their own)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("attnbench.sweep.CellRunner", lambda isolation: contextlib.nullcontext(cell_runner))
+        r = invoke("run", *SMALL, "--out", out, "--name", "layer")
     assert r.exit_code == 0, r.output
     return out, out / "layer", r
 

@@ -265,9 +265,12 @@ def test_a_corrupt_image_is_one_line_naming_the_file_or_skipped(tmp_path: Path, 
     bad = _image_folder(tmp_path / "imgs")
     cfg = types.SimpleNamespace(aa=None, color_jitter=0.0, reprob=0.0, skip_corrupt=False)
     train, val, _ = build_datasets(parse_data_spec(f"folder:{tmp_path / 'imgs'}"), 16, cfg)  # lazy: no error yet
+    batches = iter(DataLoader(train, batch_size=4, num_workers=workers))
     with pytest.raises(CorruptImageError) as e:  # through a worker process too
-        for _ in DataLoader(train, batch_size=4, num_workers=workers):
+        for _ in batches:
             pass
+    if workers:  # torch's clean-up now: run later by the garbage collector, its queues are gone and it waits 10 s
+        batches._shutdown_workers()
     assert "\n" not in str(e.value) and str(e.value).startswith(f"cannot read image {bad}")
     cfg.skip_corrupt = True
     train, val, _ = build_datasets(parse_data_spec(f"folder:{tmp_path / 'imgs'}"), 16, cfg)
