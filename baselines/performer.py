@@ -101,7 +101,7 @@ def softmax_kernel(x: Tensor, projection: Tensor, *, is_query: bool, eps: float 
 
 
 def _favor_forward(q: Tensor, k: Tensor, v: Tensor, w_t: Tensor, eps: float
-                   ) -> tuple[Tensor, Tensor, Tensor, Tensor, tuple[Tensor, Tensor] | None]:
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor, tuple[list[Tensor], list[Tensor]] | None]:
     """D⁻¹ Q′(K′ᵀ V) tile by tile; returns (out, den, [K′ᵀV | K′ᵀ1] ``[B, h, m, d+1]``, key stabiliser c_k,
     the tiles' (E_K, E_Q) when :func:`keeps` says so (kept for the backward), else None).
 
