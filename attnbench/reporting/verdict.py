@@ -9,7 +9,8 @@ Per (skeleton, batch, dtype, device, mode) and N, from the relative table:
 - **leanest**: the lowest peak memory among finished cells; methods within :data:`MEM_TIE` of it are tied (memory
   is measured once, so there is no interval to compare).
 
-When the baseline itself wins, the runner-up is named with how much slower (or hungrier) it is.
+When the baseline itself wins, the runner-up is named with how much slower (or hungrier) it is; a fastest
+method whose runner-up is the baseline names none (its speed-up already says it).
 """
 from __future__ import annotations
 
@@ -124,8 +125,8 @@ def _fastest_text(r: pd.Series) -> str:
         within = ", ".join(_code(m) + (f" {fmt_times(s, lo, hi)}" if has_ratio and m != base else "")
                            for m, s, lo, hi in tied)
         text += f"; tied within noise: {within}"
-    elif isinstance(r["fastest_next"], tuple):
-        m, ratio, lo, hi = r["fastest_next"]
+    elif isinstance(r["fastest_next"], tuple) and not (has_ratio and r["fastest_next"][0] == base):
+        m, ratio, lo, hi = r["fastest_next"]  # (a baseline runner-up would repeat the speed-up, inverted)
         text += f"; runner-up: {_code(m)}, {fmt_times(ratio, lo, hi)} than {_code(r['fastest'])}"
     return text
 

@@ -58,6 +58,12 @@ def test_a_baseline_that_wins_names_the_runner_up_as_slower():
     assert "0.31" not in text and "Leanest: `x`, 2.0× less memory than `softmax`" in text
 
 
+def test_a_baseline_runner_up_is_not_named_again():
+    r, text = verdict(cells(("softmax", 10.0, 0.1, 100), ("a", 2.0, 0.02, 200), ("noisy", 1.0, 0.4, 100)))
+    assert r.fastest == "a" and r.fastest_next[0] == "softmax"  # the only other judged method is the baseline
+    assert text.startswith("Fastest: `a`, 5.0× (5.0–5.1) faster than `softmax`. Leanest") and "runner-up" not in text
+
+
 def test_noisy_cells_never_feed_the_verdict():
     r, text = verdict(cells(("softmax", 10.0, 0.5, 100), ("steady", 5.0, 0.1, 100), ("noisy", 1.0, 0.4, 100)))
     assert r.fastest == "steady" and r.left_out == [("noisy", "noisy")]
