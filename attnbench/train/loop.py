@@ -91,20 +91,34 @@ def _all_sum(values: list[float], dev: torch.device) -> list[float]:
     return t.tolist()
 
 
+@contextlib.contextmanager
+def batches(loader: Any):
+    """Iterate ``loader``; when the loop stops early (an error, Ctrl-C) its worker processes are shut down at once.
+    Left to the garbage collector, torch's clean-up finds its queues gone and waits 5 s per worker."""
+    it = iter(loader)
+    try:
+        yield it
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)  # worker iterators only; a no-op once exhausted
+        if shutdown is not None:
+            shutdown()
+
+
 @torch.no_grad()
 def evaluate(net: torch.nn.Module, loader: Any, dev: torch.device, autocast: Any, k5: int) -> tuple[float, ...]:
     """``(loss, top1 %, top5 %)`` over the whole validation set: each rank sums its shard, then all-reduce."""
     net.eval()
     loss = c1 = c5 = n = 0.0
-    for x, y in loader:
-        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        with autocast():
-            out = net(x).float()
-        top = out.topk(k5, dim=1).indices
-        loss += F.cross_entropy(out, y, reduction="sum").item()
-        c1 += (top[:, 0] == y).sum().item()
-        c5 += (top == y[:, None]).any(1).sum().item()
-        n += len(y)
+    with batches(loader) as it:
+        for x, y in it:
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            with autocast():
+                out = net(x).float()
+            top = out.topk(k5, dim=1).indices
+            loss += F.cross_entropy(out, y, reduction="sum").item()
+            c1 += (top[:, 0] == y).sum().item()
+            c5 += (top == y[:, None]).any(1).sum().item()
+            n += len(y)
     loss, c1, c5, n = _all_sum([loss, c1, c5, n], dev)
     return loss / n, 100 * c1 / n, 100 * c5 / n
 
@@ -423,18 +437,19 @@ def train_one_epoch(run: TrainRun, epoch: int) -> tuple[float, float]:
     run.loader_gen.manual_seed(run.cfg.seed * 1_000_003 + epoch * 1009 + run.rank)
     run.progress.start_epoch(epoch, run.steps)
     loss_sum = 0.0
-    for i, (x, y) in enumerate(run.train_loader):
-        x, y = x.to(run.dev, non_blocking=True), y.to(run.dev, non_blocking=True)
-        if run.mixup is not None:
-            x, y = run.mixup(x, y)
-        value = _step(run, x, y, epoch, i)
-        num_updates = epoch * run.steps + i + 1
-        run.scheduler.step_update(num_updates=num_updates)
-        if run.ema is not None:
-            run.ema.update(run.raw, step=num_updates)
-        loss_sum += value
-        run.progress.step(i, value, (i + 1) * run.global_batch / (time.perf_counter() - t0),
-                          run.optimizer.param_groups[0]["lr"])
+    with batches(run.train_loader) as it:
+        for i, (x, y) in enumerate(it):
+            x, y = x.to(run.dev, non_blocking=True), y.to(run.dev, non_blocking=True)
+            if run.mixup is not None:
+                x, y = run.mixup(x, y)
+            value = _step(run, x, y, epoch, i)
+            num_updates = epoch * run.steps + i + 1
+            run.scheduler.step_update(num_updates=num_updates)
+            if run.ema is not None:
+                run.ema.update(run.raw, step=num_updates)
+            loss_sum += value
+            run.progress.step(i, value, (i + 1) * run.global_batch / (time.perf_counter() - t0),
+                              run.optimizer.param_groups[0]["lr"])
     train_time = time.perf_counter() - t0
     total, _ = _all_sum([loss_sum, run.steps], run.dev)
     return total / (run.steps * run.world), train_time

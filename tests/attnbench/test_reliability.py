@@ -3,6 +3,7 @@ that cannot fit are planned as skips, train owns and checks its --out before the
 SIGTERM, a corrupt image is one line naming the file (or skipped), empty names and zero sizes are errors."""
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import subprocess
 import sys
@@ -261,16 +262,15 @@ def test_a_corrupt_image_is_one_line_naming_the_file_or_skipped(tmp_path: Path, 
     from torch.utils.data import DataLoader
 
     from attnbench.train.data import CorruptImageError, build_datasets, corrupt_images, parse_data_spec
+    from attnbench.train.loop import batches
 
     bad = _image_folder(tmp_path / "imgs")
     cfg = types.SimpleNamespace(aa=None, color_jitter=0.0, reprob=0.0, skip_corrupt=False)
     train, val, _ = build_datasets(parse_data_spec(f"folder:{tmp_path / 'imgs'}"), 16, cfg)  # lazy: no error yet
-    batches = iter(DataLoader(train, batch_size=4, num_workers=workers))
-    with pytest.raises(CorruptImageError) as e:  # through a worker process too
-        for _ in batches:
+    with pytest.raises(CorruptImageError) as e, batches(DataLoader(train, batch_size=4, num_workers=workers)) as it:
+        for _ in it:  # through a worker process too
             pass
-    if workers:  # torch's clean-up now: run later by the garbage collector, its queues are gone and it waits 10 s
-        batches._shutdown_workers()
+    assert not multiprocessing.active_children()  # the workers were shut down with the error, not left to gc
     assert "\n" not in str(e.value) and str(e.value).startswith(f"cannot read image {bad}")
     cfg.skip_corrupt = True
     train, val, _ = build_datasets(parse_data_spec(f"folder:{tmp_path / 'imgs'}"), 16, cfg)
@@ -282,7 +282,9 @@ def test_train_on_a_folder_with_a_corrupt_image(tmp_path: Path) -> None:
     bad = _image_folder(tmp_path / "imgs")
     args = ["--data", f"folder:{tmp_path / 'imgs'}", "--recipe", "small", "--img-size", "16", "--patch-size", "4",
             "--epochs", "1", "--batch-size", "4", "--depth", "1", "--progress", "plain"]
-    one_line_error(invoke("train", *args, "--out", tmp_path / "strict"), f"cannot read image {bad}", "--skip-corrupt")
+    one_line_error(invoke("train", *args, "--workers", "2", "--out", tmp_path / "strict"), f"cannot read image {bad}",
+                   "--skip-corrupt")
+    assert not multiprocessing.active_children(), "the loader's workers outlived the error"  # joined, not left to gc
     r = invoke("train", *args, "--out", tmp_path / "skip", "--skip-corrupt")
     assert r.exit_code == 0, r.output
     row = load_results(tmp_path / "skip").iloc[0]
