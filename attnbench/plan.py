@@ -93,9 +93,8 @@ def plan_sweep(config: SweepConfig, run_dir: str | Path | None = None, *, resume
     ``measure.calibrate_cached`` on the config's device (about a second), at the threads the sweep would use now.
     """
     from attnbench.config import resolve_device
-    from attnbench.measure.calibrate import calibrate_cached
     from attnbench.memory_plan import memory_skips
-    from attnbench.sweep import group_threads, kept_rows, plan_groups
+    from attnbench.sweep import group_calibration, group_threads, kept_rows, plan_groups
 
     device = resolve_device(config.device)
     groups = plan_groups(config, device)
@@ -104,7 +103,7 @@ def plan_sweep(config: SweepConfig, run_dir: str | Path | None = None, *, resume
     done = kept_rows(config, run_dir, retry_failed) if resume and run_dir is not None and \
         (Path(run_dir) / "results.csv").exists() else {}
     if calibration is None:  # at the threads the sweep would time with now: the idle cores, unless --threads
-        calibration = calibrate_cached(device, None if device.startswith("cuda") else group_threads(config))
+        calibration = group_calibration(config, device, group_threads(config))
     gflops = calibration.get("matmul_gflops", {}).get("fp32" if config.dtype == "fp32" else "bf16")
     notes = [] if gflops else [f"no time estimate: {calibration.get('reason', 'the machine was not calibrated')}"]
     steps = {c.key(): step_seconds(c, gflops) for c in cells}

@@ -20,9 +20,9 @@ import pandas as pd
 
 from attnbench.schema import IDENTITY, KEY_COLUMNS, OUTCOME, ROUNDS, RUN, STATUSES, TRAIN, Column, Row
 
-__all__ = ["write_text_atomic", "COLUMNS", "COLUMN_SPECS", "NUMERIC_COLUMNS", "ALL_COLUMNS", "TRAIN_COLUMNS", "STATUSES", "KEY_COLUMNS",
+__all__ = ["COLUMNS", "COLUMN_SPECS", "NUMERIC_COLUMNS", "ALL_COLUMNS", "TRAIN_COLUMNS", "STATUSES", "KEY_COLUMNS",
            "Row", "RunLock", "new_row", "append_row", "load_results", "write_parquet",
-           "environment", "write_meta", "read_meta"]
+           "environment", "write_meta", "read_meta", "write_text_atomic"]
 
 
 def _schema() -> list[Column]:

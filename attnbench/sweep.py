@@ -54,7 +54,7 @@ from attnbench.runner import CellRunner
 from attnbench.stats import BASELINES
 
 __all__ = ["SweepConfig", "run_sweep", "plan_cells", "plan_groups", "validate", "resolve_device", "prepare_dir",
-           "BASELINES", "OnCell", "OnStart", "kept_rows", "group_threads"]
+           "BASELINES", "OnCell", "OnStart", "kept_rows", "group_threads", "group_calibration"]
 
 OnCell = Callable[[CellSpec, dict[str, Any], int, int], None]
 # on_start(spec, round (0-based), cell-rounds done, cell-rounds planned): a cell's round is starting (for an ETA)
@@ -278,6 +278,14 @@ def group_threads(config: SweepConfig) -> int | None:
     return None if idle is None else max(1, idle)
 
 
+def group_calibration(config: SweepConfig, device: str, threads: int | None) -> dict[str, Any]:
+    """The calibration a group's share of peak is taken against: on a CPU the peak of the ``threads`` it runs with
+    (the idle cores, unless --threads), on an accelerator the run's. Cached: measured once per device and threads."""
+    from attnbench.measure.calibrate import calibrate_cached
+
+    return calibrate_cached(device, config.threads if device.startswith("cuda") else threads)
+
+
 def _still_busy(threads: int | None, cores: int) -> bool:
     """Fewer cores idle now than the group's threads need (unknown counts as not busy)."""
     from attnbench.machine import idle_cores
@@ -303,12 +311,7 @@ def _run_group(config: SweepConfig, group: list[CellSpec], runner: CellRunner, s
     from attnbench.stats import MIN_TIMED_BLOCKS, RoundResult, rotation, summarize
 
     cores, threads, base = len(cpu_ids()), group_threads(config), _baseline(group)
-    # the share of peak against the peak of the threads this group runs with (a CPU group on the idle cores),
-    # else the run's calibration (both cached: measured once per device and thread count)
-    from attnbench.measure.calibrate import calibrate_cached
-
-    cpu_idle = threads and not config.threads and not group[0].device.startswith("cuda")
-    calibration = calibrate_cached(group[0].device, threads if cpu_idle else config.threads)
+    calibration = group_calibration(config, group[0].device, threads)
     group = [_with_peak(c, calibration) for c in group]
     # --min-time and the 7 blocks are a cell's, split over its rounds: R rounds cost about what one did
     per_round = dict(min_time=config.min_time / config.repeats, target_blocks=-(-MIN_TIMED_BLOCKS // config.repeats))

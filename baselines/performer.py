@@ -115,7 +115,9 @@ def _favor_forward(q: Tensor, k: Tensor, v: Tensor, w_t: Tensor, eps: float
     m = int(w_t.shape[1])
     half_s2 = d ** -0.5 / 2
     ts = tiles(B, h, N, m)
-    kept: tuple[list[Tensor], list[Tensor]] | None = ([], []) if keeps(B, h, N, m) else None
+    keep = keeps(B, h, N, m)
+    kept_k: list[tuple[Tensor, Tensor]] = []  # (E_K, the stabiliser it was made with) per tile, when kept
+    kept_q: list[Tensor] = []
     kv_aug = q.new_empty(B, h, m, d + 1)  # [Σ E_K V | Σ E_K], then [K′ᵀV | K′ᵀ1] / m^-½
     c_k = q.new_empty(B, h, 1, 1)
     for t in ts:
@@ -129,13 +131,10 @@ def _favor_forward(q: Tensor, k: Tensor, v: Tensor, w_t: Tensor, eps: float
         c_k[bh].copy_(c)
         shift = (k[t] * k[t]).sum(dim=-1, keepdim=True).mul_(half_s2).add_(c)
         e = z.sub_(shift).exp_()  # E_K rows of the tile, [b, h, n, m]
-        if kept is not None:
-            kept[0].append((e, c))
+        if keep:
+            kept_k.append((e, c))
         part = torch.cat([e.transpose(-2, -1) @ v[t], e.sum(dim=-2).unsqueeze(-1)], dim=-1)
         kv_aug[bh].copy_(part) if first else kv_aug[bh].add_(part)
-    if kept is not None:  # E_K to the final stabiliser, when a (batch, head) had more than one tile
-        rescale = any(t[2].start for t in ts)
-        kept = ([e.mul_((c - c_k[t[:2]]).exp_()) if rescale else e for t, (e, c) in zip(ts, kept[0])], kept[1])
     if eps:
         kv_aug[..., :d].add_(v.sum(dim=-2, keepdim=True), alpha=eps)  # Σ_n (E_n + eps) v_n
         kv_aug[..., d:].add_(eps * N)
@@ -145,14 +144,18 @@ def _favor_forward(q: Tensor, k: Tensor, v: Tensor, w_t: Tensor, eps: float
     for t in ts:
         bh = t[:2]
         e, _ = _exp_features(q[t], w_t, half_s2, None)
-        if kept is not None:
-            kept[1].append(e)
+        if keep:
+            kept_q.append(e)
         o = e @ kv_aug[bh]  # [Q′K′ᵀV | Q′K′ᵀ1] rows of the tile
         if q_corr is not None:
             o.add_(q_corr[bh])
         den[t] = o[..., d:]
         out[t] = o[..., :d] / o[..., d:]  # not div(out=): a traced forward may carry gradients
-    return out, den, kv_aug, c_k, kept
+    if not keep:
+        return out, den, kv_aug, c_k, None
+    rescale = any(t[2].start for t in ts)  # a (batch, head) had more than one tile: E_K to its final stabiliser
+    return out, den, kv_aug, c_k, ([e.mul_((c - c_k[t[:2]]).exp_()) if rescale else e
+                                    for t, (e, c) in zip(ts, kept_k)], kept_q)
 
 
 class _Favor(torch.autograd.Function):

@@ -9,7 +9,6 @@ from typing import Any
 import pandas as pd
 
 from attnbench.reporting.format import short_machine
-from attnbench.results import write_text_atomic
 from attnbench.reporting.frontier import FRONTIER_PNG, accuracy_across_n, plot_frontier
 from attnbench.reporting.load import efficiency, ensure_schema, labelled, load_runs
 from attnbench.reporting.markdown import render
@@ -17,6 +16,7 @@ from attnbench.reporting.paper import paper_table
 from attnbench.reporting.plots import plot_all
 from attnbench.reporting.sections import Section, build_sections
 from attnbench.reporting.tables import absolute_table, break_even, choose_baseline, relative_table
+from attnbench.results import write_text_atomic
 
 __all__ = ["Report", "report", "REPORT_NAME", "HTML_NAME", "FORMATS", "parse_formats"]
 
