@@ -109,6 +109,15 @@ TRAIN = (
     Column("dataset", "text", label="dataset", doc="the training data spec, e.g. shapes:32"),
     Column("seed", "int", label="seed", doc="the training seed (init, data order); --seeds K repeats a pair"),
     Column("train_hours", "float", "h", "train h", "wall hours of training"),
+    Column("epochs_budget", "int", "epochs", "budget", "epochs the schedule spans (the same for every method of a "
+                                                       "sweep); fewer were run only after an early stop"),
+    Column("best_top1", "float", "%", "best top-1", "the best validation top-1 of any epoch"),
+    Column("best_epoch", "int", "epoch", "best epoch", "the first epoch (1-based) at the best top-1"),
+    Column("val_images", "int", "images", "val", "validation images: the sample size of the 'learned' test"),
+    Column("classes", "int", "classes", "classes", "classes of the task (chance = 1 / classes: balanced labels)"),
+    Column("learned", "int", label="learned", doc="1: the best top-1 beats chance by a one-sided binomial test at the "
+                                                   "validation size (p < 0.01); 0: did not learn within the budget"),
+    Column("fresh", "int", label="fresh data", doc="1: new generated training images every epoch; 0: one fixed set"),
 )
 
 KEY_COLUMNS = [c.name for c in IDENTITY if c.key]

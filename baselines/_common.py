@@ -15,7 +15,10 @@ from torch import Tensor, nn
 
 __all__ = ["QKVAttention", "FeatureMapAttention", "projection_macs", "check_choice", "check_hparams", "tiles",
            "softmax_chain", "qkv_heads", "custom_backward_applies",
-           "keeps", "TILE_ELEMS", "KEEP_ELEMS"]
+           "keeps", "TILE_ELEMS", "KEEP_ELEMS", "entropy_ratio", "DIAGNOSTICS_MAX_N"]
+
+# the implied N x N map a diagnostic forms is capped at this N (B·h·N² floats)
+DIAGNOSTICS_MAX_N = 4096
 
 # Constructor arguments of the shell, and the seq_len a harness may pass to every formula: a MAC formula accepts
 # them and ignores them (they cost no matmul; N is the formula's own argument).
@@ -179,6 +182,17 @@ def qkv_heads(x: Tensor, weight: Tensor, bias: Tensor | None, num_heads: int) ->
                  for w, b in zip(weight.chunk(3), biases))
 
 
+def entropy_ratio(P: Tensor) -> float:
+    """Mean row entropy of the row-stochastic map ``P [..., n, L]`` over log L: 1 is uniform attention, 0 a single
+    key per query."""
+    L = P.shape[-1]
+    if L < 2:
+        return 0.0
+    P = P.double()
+    H = -(P * P.clamp_min(1e-300).log()).sum(-1)
+    return float(H.mean() / math.log(L))
+
+
 class QKVAttention(nn.Module):
     """Fused qkv Linear -> heads -> ``attend`` -> merge heads -> output Linear, as timm's ``Attention``.
 
@@ -236,6 +250,26 @@ class QKVAttention(nn.Module):
         o = self.attend(q, k, v)  # [B, h, N, d]
         o = o.transpose(1, 2).reshape(B, N, C)  # merge heads: [B, N, h*d]
         return self.proj_drop(self.proj(o))
+
+    @torch.no_grad()
+    def diagnostics(self, x: Tensor, hw: tuple[int, int] | None = None) -> dict[str, float]:
+        """Figures that explain how this attention behaves on the tokens ``x [B, N, C]`` it sees (the training
+        harness logs them per epoch). By default ``entropy``: the mean row entropy of the attention map over log N,
+        where ``attend`` is a row-stochastic map applied to V (softmax, Performer, linear attention), read off by
+        attending to V = I; mechanisms override :meth:`diagnose`."""
+        q, k, v = qkv_heads(x, self.qkv.weight, self.qkv.bias, self.num_heads)
+        return self.diagnose(q, k, v)
+
+    def diagnose(self, q: Tensor, k: Tensor, v: Tensor) -> dict[str, float]:
+        B, h, N, d = q.shape
+        if N > DIAGNOSTICS_MAX_N:
+            return {}
+        eye = torch.eye(N, dtype=v.dtype, device=v.device).expand(B, h, N, N)
+        P = self.attend(q, k, eye)  # the implied map: attend is linear in V
+        if P.shape[-1] != N or P.min() < -1e-5 or not torch.allclose(P.sum(-1), torch.ones((), dtype=P.dtype),
+                                                                      atol=1e-3):
+            return {}  # not a row-stochastic map: entropy says nothing
+        return {"entropy": entropy_ratio(P.clamp_min(0))}
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, num_heads={self.num_heads}"

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from baselines._common import QKVAttention, check_choice, check_hparams, projection_macs, softmax_chain
+from baselines._common import QKVAttention, check_choice, check_hparams, entropy_ratio, projection_macs, softmax_chain
 
 __all__ = ["LinformerAttention", "linformer_attention", "linformer_macs", "SHARINGS"]
 
@@ -131,6 +131,12 @@ class LinformerAttention(QKVAttention):
                              f"projections are tied to N={self.seq_len} (build another module for N={N})")
         F = self.E if self.F is None else self.F
         return linformer_attention(q, k, v, self.E, F, scale=self.scale, dropout=self.attn_drop)
+
+    def diagnose(self, q: Tensor, k: Tensor, v: Tensor) -> dict[str, float]:
+        """``entropy``: of softmax(Q (E K)ᵀ / √d) over its k projected keys, over log k."""
+        B, h, N, d = (int(s) for s in k.shape)
+        keys = (k.transpose(1, 2).reshape(B, N, h * d).transpose(1, 2) @ self.E.t()).view(B, h, d, -1)
+        return {"entropy": entropy_ratio(torch.softmax(q @ keys * self.scale, dim=-1))}
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, seq_len={self.seq_len}, k={self.k}, sharing={self.sharing!r}"

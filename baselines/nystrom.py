@@ -244,6 +244,12 @@ class NystromAttention(QKVAttention):
             o = o + sequence_conv(v, self.conv.weight)  # = self.conv(v), faster
         return o
 
+    def diagnose(self, q: Tensor, k: Tensor, v: Tensor) -> dict[str, float]:
+        """``pinv_residual``: the largest ‖I - A Z‖_F over samples and heads, Z the pseudo-inverse it used."""
+        _, residual = nystrom_attention(q, k, v, num_landmarks=self.num_landmarks, scale=self.scale, pinv=self.pinv,
+                                        pinv_iters=self.pinv_iters, return_residual=True)
+        return {"pinv_residual": float(residual.max())}
+
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, num_landmarks={self.num_landmarks}, pinv={self.pinv!r}, "
                 f"pinv_iters={self.pinv_iters}, conv_kernel={self.conv_kernel}")

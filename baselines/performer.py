@@ -20,8 +20,8 @@ import math
 import torch
 from torch import Tensor
 
-from baselines._common import (QKVAttention, check_choice, check_hparams, custom_backward_applies, keeps,
-                               projection_macs, tiles)
+from baselines._common import (DIAGNOSTICS_MAX_N, QKVAttention, check_choice, check_hparams, custom_backward_applies,
+                               entropy_ratio, keeps, projection_macs, tiles)
 
 __all__ = ["PerformerAttention", "gaussian_orthogonal_random_matrix", "softmax_kernel", "favor_attention",
            "performer_macs"]
@@ -328,6 +328,15 @@ class PerformerAttention(QKVAttention):
         with torch.autocast(device_type=q.device.type, enabled=False):
             o = favor_attention(q.to(dt), k.to(dt), v.to(dt), self.projection.to(dt), eps=self.eps)
         return o.to(out_dtype)
+
+    def diagnose(self, q: Tensor, k: Tensor, v: Tensor) -> dict[str, float]:
+        """``entropy``: of the implied map D⁻¹ Q′ K′ᵀ (rows sum to 1, entries positive) over log N."""
+        if q.shape[-2] > DIAGNOSTICS_MAX_N:
+            return {}
+        proj = self.projection.to(torch.promote_types(q.dtype, torch.float32))
+        A = softmax_kernel(q.to(proj.dtype), proj, is_query=True, eps=self.eps) @ softmax_kernel(
+            k.to(proj.dtype), proj, is_query=False, eps=self.eps).transpose(-2, -1)
+        return {"entropy": entropy_ratio(A / A.sum(-1, keepdim=True))}
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, nb_features={self.nb_features}, redraw_interval={self.redraw_interval}, "

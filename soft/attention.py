@@ -6,11 +6,13 @@ Reference code checked against: fudan-zvg/SOFT @ d3febc3, ``models/softmax_free_
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .functional import soft_kernel_attention
 from .grid import resolve_hw, strided_grid
+from .kernel import gaussian_kernel
 from .landmarks import build_sampler, resolve_conv_stride
 from .macs import soft_attention_macs
 from .newton import check_newton_options
@@ -92,6 +94,8 @@ class SoftAttention(nn.Module):
         grid_policy: for ``sampler="conv"`` when H or W is not a multiple of s: ``"error"`` (a ValueError) or
             ``"pad"`` (replicate-pad bottom/right to a multiple of s). None (default): ``"error"`` for a given
             ``sr_ratio``, ``"pad"`` for a chosen one. Never a silent crop.
+        landmark_scale: ``"sampler"`` (as published: the landmarks as the sampler's LayerNorm + GELU leave them) or
+            ``"match"`` (an ablation: each landmark rescaled to the mean norm of its head's queries q̄).
         track_residual: after each forward, ``self.last_residual`` holds the largest Newton residual
             ‖I - (A + ridge·I) newton(A)‖_F over batch and heads (a float; one extra m³ matmul per matrix and a
             host sync). Otherwise ``last_residual`` is None.
@@ -110,6 +114,9 @@ class SoftAttention(nn.Module):
                        description="SOFT++ as published (SOFT-Norm): the soft layer with M = D^-1/2 newton(A) D^-1/2, "
                                    "no ridge, one Newton start value per batch halved until stable, autograd through "
                                    "the steps (newton_variant=soft: this project's earlier inverse)"),
+        "soft-matched": dict(defaults={**_PAPER, "landmark_scale": "match"}, complexity=_COST,
+                             description="ablation, not the paper's layer: soft with each landmark rescaled to the mean "
+                                         "norm of the queries (the sampler's LayerNorm leaves them ~10x longer)"),
         "soft-pool": dict(defaults=_POOL, complexity="O(N m d + T m^3), m = 49",
                           description="SOFT with pooled landmarks (adaptive average pool to m = 49, no parameters) "
                                       "and a 3x3 value conv: not an official configuration"),
@@ -140,7 +147,8 @@ class SoftAttention(nn.Module):
                  proj_drop: float = 0., landmarks: int = 49, sampler: str = "pool", sr_ratio: int | None = None,
                  seq_len: int | None = None, newton_iters: int = 20, ridge: float | None = None,
                  newton_variant: str | None = None, newton_tol: float | None = None, conv_kernel: int = 3,
-                 symmetric_norm: bool = False, grid_policy: str | None = None, track_residual: bool = False) -> None:
+                 symmetric_norm: bool = False, grid_policy: str | None = None, track_residual: bool = False,
+                 landmark_scale: str = "sampler") -> None:
         super().__init__()
         if num_heads < 1 or dim % num_heads:
             raise ValueError(f"dim={dim} must be divisible by num_heads={num_heads} (a positive int)")
@@ -148,6 +156,9 @@ class SoftAttention(nn.Module):
             raise ValueError(f"newton_iters must be a non-negative int, got {newton_iters!r}")
         if not isinstance(conv_kernel, int) or conv_kernel < 0 or (conv_kernel and conv_kernel % 2 == 0):
             raise ValueError(f"conv_kernel must be 0 (off) or an odd positive int, got {conv_kernel!r}")
+        if landmark_scale not in ("sampler", "match"):
+            raise ValueError(f"landmark_scale must be 'sampler' or 'match', got {landmark_scale!r}")
+        self.landmark_scale = landmark_scale
         variant = newton_variant if newton_variant is not None else ("soft-norm" if symmetric_norm else "soft")
         ridge = ridge if ridge is not None else (0.01 if variant == "soft" else 0.0)
         check_newton_options(newton_iters, ridge, variant, newton_tol)
@@ -173,15 +184,24 @@ class SoftAttention(nn.Module):
         """
         return self.sampler.num_landmarks(hw)
 
-    def forward(self, x: Tensor, hw: tuple[int, int] | None = None) -> Tensor:
-        """Args: x [B, N, C]; hw: token grid (H, W), H·W = N (None: square). Returns [B, N, C]."""
+    def _heads(self, x: Tensor, hw: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+        """``(q̄, Q̃, v)``: scaled queries, landmarks and values, each [B, h, ·, d]."""
         B, N, C = x.shape
-        hw = resolve_hw(N, hw)
         h, d = self.num_heads, self.head_dim
         q = self.W_q(x).reshape(B, N, h, d).transpose(1, 2)  # [B, h, N, d]
         v = self.W_v(x).reshape(B, N, h, d).transpose(1, 2)  # [B, h, N, d]
         q_bar = q * d ** -0.25  # S = exp(-|q - k|² / (2√d)) = exp(-½|q̄ - k̄|²)
         q_tilde = self.sampler(q_bar, hw)  # [B, h, m, d]; not rescaled again, as in the official code
+        if self.landmark_scale == "match":
+            q_tilde = q_tilde * (q_bar.norm(dim=-1).mean(-1, keepdim=True)
+                                 / q_tilde.norm(dim=-1).clamp_min(1e-6)).unsqueeze(-1)
+        return q_bar, q_tilde, v
+
+    def forward(self, x: Tensor, hw: tuple[int, int] | None = None) -> Tensor:
+        """Args: x [B, N, C]; hw: token grid (H, W), H·W = N (None: square). Returns [B, N, C]."""
+        B, N, C = x.shape
+        hw = resolve_hw(N, hw)
+        q_bar, q_tilde, v = self._heads(x, hw)
         out = soft_kernel_attention(q_bar, q_tilde, v, iters=self.newton_iters, ridge=self.ridge,
                                     symmetric_norm=self.symmetric_norm, variant=self.newton_variant,
                                     tol=self.newton_tol, dropout=self.attn_drop, return_residual=self.track_residual)
@@ -194,6 +214,28 @@ class SoftAttention(nn.Module):
             out = out + self.local_conv(v, hw)  # [B, h, N, d]
         out = out.transpose(1, 2).reshape(B, N, C)  # [B, N, C]
         return self.proj_drop(self.proj(out))
+
+    @torch.no_grad()
+    def diagnostics(self, x: Tensor, hw: tuple[int, int] | None = None) -> dict[str, float]:
+        """What the layer does with the tokens ``x [B, N, C]`` it sees (logged per epoch by the training harness):
+
+        - ``global_share``: var(global) / (var(global) + var(local)) of the two terms of the output before ``proj``,
+          the kernel term (K1 M)(K1ᵀ V) and the local value conv (1 without a conv);
+        - ``newton_residual``: the largest ‖I - (A + ridge·I) newton(A)‖_F over samples and heads;
+        - ``kernel_mean``: the mean of K1 = exp(-½ dist²(q̄, Q̃)), the weight a query gives a landmark;
+        - ``query_norm``, ``landmark_norm``: mean ‖q̄‖ and ‖Q̃‖ (a large gap drives K1 to 0).
+        """
+        hw = resolve_hw(x.shape[1], hw)
+        q_bar, q_tilde, v = self._heads(x, hw)
+        glob, residual = soft_kernel_attention(q_bar, q_tilde, v, iters=self.newton_iters, ridge=self.ridge,
+                                               symmetric_norm=self.symmetric_norm, variant=self.newton_variant,
+                                               tol=self.newton_tol, return_residual=True)
+        g = float(glob.double().var())
+        local = float(self.local_conv(v, hw).double().var()) if self.local_conv is not None else 0.0
+        return {"global_share": g / (g + local) if g + local > 0 else float("nan"),
+                "newton_residual": float(residual.max()),
+                "kernel_mean": float(gaussian_kernel(q_bar, q_tilde).mean()),
+                "query_norm": float(q_bar.norm(dim=-1).mean()), "landmark_norm": float(q_tilde.norm(dim=-1).mean())}
 
     def extra_repr(self) -> str:
         tol = f", newton_tol={self.newton_tol}" if self.newton_tol is not None else ""

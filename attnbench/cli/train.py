@@ -31,13 +31,14 @@ EPILOG = f"""\b
 \b
 Recipes: 'deit' is the DeiT recipe the SOFT paper trained with (timm: RandAugment, Mixup/CutMix, label smoothing,
 random erasing, AdamW, cosine with warm-up, drop-path, EMA, clipping); 'small' is for the built-in generated data
-on a CPU; 'longrange' is 'small' for the long-range task (batch 32, lr 2e-3, 5 epochs, 2 blocks). --recipe auto
+on a CPU; 'longrange' is 'small' for the long-range task (batch 32, lr 2e-3, 12 epochs, 2 blocks). Generated data is
+drawn anew every epoch (--fixed: one set). --recipe auto
 picks deit for real images, longrange for longrange data and small for other generated data; every option
 overrides it. lr = --lr x (--batch-size x processes) / --lr-base-batch (linear scaling by the global batch).
 
 \b
 Sweeps: --models a,b,... and/or --seq N1,N2,... (the grammar of 'attnbench run') train every (model, N) pair,
---seeds K times (seeds --seed .. --seed+K-1), one after another in this process, into one run directory
+--seeds K times [3] (seeds --seed .. --seed+K-1), one after another in this process, into one run directory
 [results/train-sweep-<data>] with one row per pair; N sets the image side (sqrt(N) x patch). A sweep's defaults are
 --data longrange and --skeleton vit-micro (the long-range task, where N matters). --resume skips the pairs that have
 a row and continues an interrupted one from its checkpoint. A model that cannot run at some N gets a skipped row.
@@ -58,7 +59,7 @@ Under torchrun, --batch-size is per process; rank 0 alone writes. --resume conti
 @click.option("--models", help="Sweep: comma list of attentions, 'core' or 'all' (instead of --model).")
 @click.option("--seq", "seq_lens", metavar="SPEC",
               help="Sweep: sequence lengths N, squares (e.g. 256,1024 or 256..4096:*4); [the data's own N].")
-@click.option("--seeds", type=int, default=1, show_default=True, help="Sweep: training seeds per (model, N).")
+@click.option("--seeds", type=int, help="Sweep: training seeds per (model, N) [3 in a sweep].")
 @click.option("--skeleton", default="vit-tiny", show_default=True,
               help=" or ".join(", ".join(f.names()) for f in FAMILIES if f.trainable) + " (see attnbench list).")
 @click.option("--data", default="shapes:32", show_default=True, help="Dataset spec (below).")
@@ -90,6 +91,10 @@ Under torchrun, --batch-size is per process; rank 0 alone writes. --resume conti
 @click.option("--ema-decay", type=float, help=f"{_d('ema_decay')}")
 @click.option("--workers", type=int, help=f"Data-loader workers per process {_d('workers')}.")
 @click.option("--depth", type=int, help=f"Keep the first D ViT blocks; 0 = all {_d('depth')}.")
+@click.option("--fresh/--fixed", default=None,
+              help=f"Generated data: new training images every epoch, or one fixed set {_d('fresh')}.")
+@click.option("--patience", type=int, help="Early stop, one rule for every method: stop once a run has learned "
+                                           "(beats chance, p < 0.01) and its best top-1 is P epochs old [off].")
 @click.option("--amp", type=click.Choice(AMPS), default="auto", show_default=True,
               help="auto = bf16 autocast on CUDA, fp32 on CPU.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
@@ -106,8 +111,8 @@ Under torchrun, --batch-size is per process; rank 0 alone writes. --resume conti
                                                    "results row); by default the first one stops the run, naming it.")
 @user_errors
 @click.pass_context
-def train(ctx: click.Context, hparams: tuple[str, ...], models: str | None, seq_lens: str | None, seeds: int,
-          **opts: Any) -> None:
+def train(ctx: click.Context, hparams: tuple[str, ...], models: str | None, seq_lens: str | None,
+          seeds: int | None, **opts: Any) -> None:
     """Train one attention inside an identical skeleton and append its top-1/top-5 row to <out>/results.csv.
 
     Runs as one process, or under torchrun (DDP: nccl on CUDA, gloo on CPU) with the same options.
@@ -116,8 +121,8 @@ def train(ctx: click.Context, hparams: tuple[str, ...], models: str | None, seq_
     from attnbench.train import TrainConfig
     from attnbench.train.loop import train as run_training
 
-    if models is not None or seq_lens is not None or seeds != 1:
-        _sweep(ctx, list(hparams), models, seq_lens, seeds, opts)
+    if models is not None or seq_lens is not None or seeds is not None:
+        _sweep(ctx, list(hparams), models, seq_lens, 3 if seeds is None else seeds, opts)
         return
     per_model = resolve_hparams(list(hparams))
     unknown = [m for m in per_model if m != opts["model"]]

@@ -14,7 +14,7 @@ from typing import Any
 from attnbench.config import ConfigError, ref
 
 __all__ = ["DATA_HELP", "DataSpec", "parse_data_spec", "DataInfo", "build_datasets", "GENERATED", "CorruptImageError",
-           "CheckedImages", "corrupt_images"]
+           "CheckedImages", "corrupt_images", "FreshImages"]
 
 GENERATED = ("shapes", "pathfinder", "longrange")
 LEVELS = ("easy", "medium", "hard")  # pathfinder's and longrange's difficulty presets
@@ -161,34 +161,59 @@ class TensorImages:
         return x, int(self.labels[i])
 
 
-def _generated(spec: DataSpec, reprob: float):
+class FreshImages(TensorImages):
+    """Generated training images drawn anew every epoch: epoch ``e``'s set is a function of (data seed, e) alone
+    (its own generator stream, never the validation one), so a resumed run draws the same images and no model can
+    memorise its way to a low loss. The loop calls :meth:`set_epoch` before each epoch."""
+
+    def __init__(self, draw: Any, reprob: float = 0.0) -> None:
+        super().__init__(*draw(0), reprob=reprob)
+        self.draw, self.epoch = draw, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        import torch
+
+        if epoch != self.epoch:
+            images, labels = self.draw(epoch)
+            self.images, self.labels, self.epoch = torch.from_numpy(images), torch.from_numpy(labels), epoch
+
+
+def _renderer(spec: DataSpec) -> tuple[Any, int]:
+    """``(draw(n, split, epoch) -> (images, labels), classes)`` of a generated dataset."""
     if spec.kind == "shapes":
         from attnbench.train.shapes import SHAPES, render_shapes
 
-        tr = render_shapes(spec.n_train, size=spec.size, seed=spec.seed, split="train")
-        va = render_shapes(spec.n_val, size=spec.size, seed=spec.seed, split="val")
-        classes = len(SHAPES)
-    elif spec.kind == "longrange":
+        return (lambda n, split, epoch: render_shapes(n, size=spec.size, seed=spec.seed, split=split, epoch=epoch),
+                len(SHAPES))
+    if spec.kind == "longrange":
         from attnbench.train.longrange import render_longrange
 
         kw = dict(size=spec.size, difficulty=spec.level, seed=spec.seed, distractors=spec.distractors,
-                  colors=spec.colors)
-        tr = render_longrange(spec.n_train, split="train", **kw)  # a size it cannot draw: a one-line ValueError
-        va = render_longrange(spec.n_val, split="val", **kw)
-        classes = 2
-    else:
-        from attnbench.train.pathfinder import PathfinderError, render_pathfinder
+                  colors=spec.colors)  # a size it cannot draw: a one-line ValueError
+        return lambda n, split, epoch: render_longrange(n, split=split, epoch=epoch, **kw), 2
+    from attnbench.train.pathfinder import PathfinderError, render_pathfinder
 
-        kw = dict(size=spec.size, difficulty=spec.level, seed=spec.seed, dashes=spec.dashes,
-                  distractors=spec.distractors)
+    kw = dict(size=spec.size, difficulty=spec.level, seed=spec.seed, dashes=spec.dashes, distractors=spec.distractors)
+
+    def draw(n: int, split: str, epoch: int | None) -> Any:
         try:
-            tr = render_pathfinder(spec.n_train, split="train", **kw)
-            va = render_pathfinder(spec.n_val, split="val", **kw)
+            return render_pathfinder(n, split=split, epoch=epoch, **kw)
         except PathfinderError as e:
             raise ValueError(str(e)) from None
-        classes = 2
-    info = DataInfo(classes, tr[0].shape[1], spec.size, spec.n_train, spec.n_val)
-    return TensorImages(*tr, reprob=reprob), TensorImages(*va), info
+
+    return draw, 2
+
+
+def _generated(spec: DataSpec, reprob: float, fresh: bool = False):
+    """Train and val sets of generated data; with ``fresh`` the training set is drawn anew every epoch."""
+    draw, classes = _renderer(spec)
+    va = draw(spec.n_val, "val", None)
+    if fresh:
+        train: TensorImages = FreshImages(lambda epoch: draw(spec.n_train, "train", epoch), reprob)
+    else:
+        train = TensorImages(*draw(spec.n_train, "train", None), reprob=reprob)
+    info = DataInfo(classes, va[0].shape[1], spec.size, spec.n_train, spec.n_val)
+    return train, TensorImages(*va), info
 
 
 def _need_dir(path: Path, what: str) -> None:
@@ -305,7 +330,7 @@ def build_datasets(spec: DataSpec, img_size: int, cfg: Any) -> tuple[Any, Any, D
         if cfg.aa or cfg.color_jitter:
             raise ConfigError("aa", f"{ref('aa')} and {ref('color_jitter')} apply to image datasets, not generated "
                                     f"data (set them to none/0 or use {ref('recipe')} small)")
-        return _generated(spec, cfg.reprob)
+        return _generated(spec, cfg.reprob, bool(getattr(cfg, "fresh", False)))
     from timm.data import create_transform
     from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 

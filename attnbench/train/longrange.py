@@ -21,10 +21,9 @@ the generator to).
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch import nn
 
-from attnbench.train.shapes import balanced_labels
+from baselines.controls import NoMixing  # noqa: F401  (its old path, attnbench.train.longrange:NoMixing, still loads)
+from attnbench.train.shapes import balanced_labels, split_stream
 
 __all__ = ["DIFFICULTY", "PALETTE", "MAX_SIZE", "render_longrange", "read_label", "LongRangeError", "NoMixing"]
 
@@ -35,7 +34,6 @@ PALETTE = np.array([(230, 40, 40), (40, 200, 60), (50, 90, 240), (235, 220, 50),
 MAX_SIZE = 512  # 16,384 tokens at patch 4: beyond it a CPU run is hopeless and the canvas only gets emptier
 FRAME = 255.0  # the marked cells' frame; no palette colour is white
 JITTER = 12.0  # per-channel uniform jitter of every square's colour, +-JITTER (0..255 scale)
-_SPLITS = {"train": 0, "val": 1}
 
 
 class LongRangeError(ValueError):
@@ -69,7 +67,7 @@ def _marked_pair(rng: np.random.Generator, grid: int) -> tuple[int, int]:
 
 def render_longrange(n: int, *, size: int = 64, seed: int = 0, split: str = "train", difficulty: str = "medium",
                      distractors: int | None = None, colors: int | None = None,
-                     cell: int = 4) -> tuple[np.ndarray, np.ndarray]:
+                     cell: int = 4, epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``n`` images of the task.
 
     Args:
@@ -81,6 +79,7 @@ def render_longrange(n: int, *, size: int = 64, seed: int = 0, split: str = "tra
         distractors: unframed squares besides the marked pair.
         colors: palette size, 2..8 (the first ``colors`` of ``PALETTE``).
         cell: cell side in pixels (a square fills its cell; a marked one has a 1 px white frame inside it).
+        epoch: draw epoch ``epoch``'s fresh training set (its own stream, see ``shapes.split_stream``).
 
     Returns:
         ``(images, labels)``: ``uint8 [n, 3, size, size]`` and ``int64 [n]`` (1: same colour).
@@ -89,14 +88,14 @@ def render_longrange(n: int, *, size: int = 64, seed: int = 0, split: str = "tra
         LongRangeError: a size, cell or count the canvas cannot hold; ValueError: an unknown split or difficulty.
     """
     preset = DIFFICULTY.get(difficulty)
-    if preset is None or split not in _SPLITS:
+    if preset is None or split not in ("train", "val"):
         raise ValueError(f"longrange: difficulty must be one of {', '.join(DIFFICULTY)} and split one of "
-                         f"{', '.join(_SPLITS)}; got {difficulty!r}, {split!r}")
+                         f"train, val; got {difficulty!r}, {split!r}")
     distractors, colors = (preset[0] if distractors is None else distractors, preset[1] if colors is None else colors)
     if distractors < 0:
         raise LongRangeError(f"longrange: distractors must be non-negative, got {distractors}")
     grid = _check(size, cell, 2 + distractors, colors)
-    rng = np.random.default_rng([seed, _SPLITS[split], 0x1A])
+    rng = np.random.default_rng([seed, split_stream(split, epoch), 0x1A])
     labels = balanced_labels(n, 2, rng)
     images = np.zeros((n, 3, size, size), dtype=np.uint8)
     cells = np.zeros((grid * grid, 3, cell, cell), dtype=np.float32)
@@ -132,24 +131,3 @@ def read_label(image: np.ndarray, cell: int = 4) -> int:
     inner = [cells[y, x, :, 1:-1, 1:-1].reshape(c, -1).mean(-1) for y, x in framed]
     nearest = [int(np.argmin(((PALETTE - v) ** 2).sum(-1))) for v in inner]
     return int(nearest[0] == nearest[1])
-
-
-class NoMixing(nn.Module):
-    """The control without token mixing: each token's output is a linear map of itself alone (``proj(v_i)``:
-    timm's value and output projections with the attention matrix replaced by the identity). Train it as
-    ``--models attnbench.train.longrange:NoMixing``; on this task it stays at chance (see the README)."""
-
-    def __init__(self, dim: int, num_heads: int = 8, *, qkv_bias: bool = True, attn_drop: float = 0.,
-                 proj_drop: float = 0.) -> None:
-        super().__init__()
-        self.v = nn.Linear(dim, dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
-
-    def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None) -> torch.Tensor:
-        return self.proj_drop(self.proj(self.v(x)))
-
-    @staticmethod
-    def macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None, **_: object) -> int:
-        """The two Linears: 2 B N D^2."""
-        return 2 * B * N * dim * dim

@@ -28,11 +28,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from attnbench.config import MAX_SEQ_LEN, ConfigError, ref, resolve_device
+from attnbench.learning import learned
 from attnbench.registry import get_attention
 from attnbench.skeletons import trainable_family
 from attnbench.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from attnbench.train.config import RESUMABLE_CHANGES, TrainConfig, resolve_recipe
 from attnbench.train.data import DataInfo, DataSpec, build_datasets, corrupt_images, parse_data_spec
+from attnbench.train.diagnostics import DIAG_IMAGES, attention_diagnostics, grad_norm
 from attnbench.train.progress import make_progress
 
 __all__ = ["train", "setup", "train_one_epoch", "end_epoch", "finish", "TrainRun", "geometry", "run_paths"]
@@ -130,8 +132,9 @@ def _oom(e: BaseException) -> bool:
 
 def _write_logs(model_dir: Path, history: list[dict[str, Any]]) -> None:
     """Rewrite log.jsonl and log.csv from the checkpoint's history (atomic, so they always match it)."""
+    extra = sorted({k for r in history for k in r} - set(LOG_FIELDS))  # the attention's diag_* figures
     for name, write in (("log.jsonl", lambda f: f.writelines(json.dumps(r) + "\n" for r in history)),
-                        ("log.csv", lambda f: (w := csv.DictWriter(f, LOG_FIELDS, extrasaction="ignore"),
+                        ("log.csv", lambda f: (w := csv.DictWriter(f, LOG_FIELDS + extra, extrasaction="ignore"),
                                                w.writeheader(), w.writerows(history)))):
         tmp = model_dir / (name + ".tmp")
         with open(tmp, "w", newline="") as f:
@@ -179,6 +182,10 @@ class TrainRun:
     progress: Any = None
     corrupt_seen: int = 0  # unreadable images skipped so far (``skip_corrupt``)
     owns_group: bool = True  # this run joined the process group (and leaves it); False inside a train sweep's
+    diag_images: Any = None  # the fixed validation images the per-epoch diagnostics see
+    attn_params: list[Any] = dataclasses.field(default_factory=list)  # the attention modules' parameters
+    grad_norms: list[float] = dataclasses.field(default_factory=list)  # this epoch's attention gradient norms
+    stopped_early: str | None = None  # why the run stopped before its budget (``patience``), if it did
 
     @property
     def steps(self) -> int:
@@ -219,11 +226,29 @@ def train(config: TrainConfig, *, model_dir: str | Path | None = None) -> dict[s
         last = run.start_epoch - 1
         with run.progress:
             for epoch in range(run.start_epoch, run.stop_epoch):
+                if early_stop(run):
+                    break
                 t0 = time.perf_counter()
                 train_loss, train_time = train_one_epoch(run, epoch)
                 end_epoch(run, epoch, train_loss, train_time, t0)
                 last = epoch
+        early_stop(run)
         return finish(run, last)
+
+
+def early_stop(run: TrainRun) -> bool:
+    """``patience``: True (and ``run.stopped_early`` says why) once the run has learned and its best validation
+    top-1 is ``patience`` epochs old. The rule reads the history alone, so a resumed run stops where it stopped."""
+    P = run.cfg.patience
+    if not P or not run.history or run.stopped_early or len(run.history) >= run.total_epochs:
+        return bool(run.stopped_early)  # a run that used its whole budget did not stop early
+    top1 = [r["top1"] for r in run.history]
+    best = max(top1)
+    best_epoch = top1.index(best) + 1
+    if len(top1) - best_epoch >= P and learned(best, run.info.n_val, run.info.num_classes):
+        run.stopped_early = (f"early stop after epoch {len(top1)} of {run.total_epochs}: learned (best top-1 "
+                             f"{best:.1f} at epoch {best_epoch}), no gain in {P} epochs (--patience {P})")
+    return bool(run.stopped_early)
 
 
 def setup(config: TrainConfig, *, model_dir: str | Path | None = None,
@@ -269,6 +294,8 @@ def setup(config: TrainConfig, *, model_dir: str | Path | None = None,
                    loader_gen=loader_gen, train_loader=train_loader, val_loader=val_loader, sk=sk, raw=raw,
                    model=model, lr=lr, t_start=t_start, owns_group=owns_group,
                    **_recipe(cfg, raw, lr, len(train_loader), amp, info.num_classes))
+    run.diag_images = torch.stack([val_ds[i][0] for i in range(min(DIAG_IMAGES, len(val_ds)))]).to(dev)
+    run.attn_params = [p for m in sk.attn_modules for p in m.parameters() if p.requires_grad]
     _restore(run, ckpt)
     _write_meta(run)
     run.progress = make_progress(cfg.progress, rank, run.total_epochs, run.start_epoch, cfg.log_interval)
@@ -433,6 +460,10 @@ def train_one_epoch(run: TrainRun, epoch: int) -> tuple[float, float]:
     """One epoch of optimizer steps on this rank's shard; ``(mean train loss over every rank, seconds)``."""
     t0 = time.perf_counter()
     run.model.train()
+    set_epoch = getattr(run.train_loader.dataset, "set_epoch", None)
+    if set_epoch is not None:  # fresh generated data: epoch e's images
+        set_epoch(epoch)
+    run.grad_norms = []
     run.sampler.set_epoch(epoch)
     run.loader_gen.manual_seed(run.cfg.seed * 1_000_003 + epoch * 1009 + run.rank)
     run.progress.start_epoch(epoch, run.steps)
@@ -466,6 +497,7 @@ def _step(run: TrainRun, x: torch.Tensor, y: torch.Tensor, epoch: int, i: int) -
             run.scaler.unscale_(run.optimizer)
         else:
             loss.backward()
+        run.grad_norms.append(grad_norm(run.attn_params))
         if run.cfg.clip_grad:
             torch.nn.utils.clip_grad_norm_(run.raw.parameters(), run.cfg.clip_grad)
         if run.scaler is not None:
@@ -498,11 +530,24 @@ def end_epoch(run: TrainRun, epoch: int, train_loss: float, train_time: float, t
     row = dict(epoch=epoch, train_loss=train_loss, val_loss=val_loss, top1=top1, top5=top5, ema_top1=ema_top1,
                ema_top5=ema_top5, lr=run.optimizer.param_groups[0]["lr"],
                images_per_s=run.steps * run.global_batch / train_time, epoch_s=epoch_s)
+    row.update(_diagnostics(run))
     run.history.append(row)
     _save(run, epoch)
     _note_corrupt(run)
     run.progress.end_epoch(row)
     return row
+
+
+def _diagnostics(run: TrainRun) -> dict[str, float]:
+    """The epoch's ``diag_*`` figures (see :mod:`attnbench.train.diagnostics`); a hook that fails is reported once
+    and leaves the figures out, never the run."""
+    out = {"diag_attn_grad_norm": math.fsum(run.grad_norms) / len(run.grad_norms)} if run.grad_norms else {}
+    try:
+        out.update(attention_diagnostics(run.raw, run.sk.attn_modules, run.diag_images))
+    except (RuntimeError, ValueError) as e:
+        if run.progress is not None:
+            run.progress.info(f"attention diagnostics failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    return out
 
 
 def _save(run: TrainRun, epoch: int) -> None:
@@ -527,22 +572,30 @@ def finish(run: TrainRun, last: int) -> dict[str, Any]:
     """The results row after epoch ``last``: appended (rank 0, once) when the run is complete; the process group
     is torn down."""
     cfg = run.cfg
-    done = last + 1 >= run.total_epochs
+    done = last + 1 >= run.total_epochs or bool(run.stopped_early)
     result: dict[str, Any] = dict(model=cfg.model, scope="train", skeleton=run.skeleton, seq_len=run.seq_len,
                                   batch=run.global_batch, dtype={"off": "fp32"}.get(run.amp, run.amp),
                                   device=run.dev.type, mode="train", status="ok" if done else "skipped",
-                                  reason=None if done else f"stopped after epoch {last + 1} of {run.total_epochs}",
+                                  reason=run.stopped_early if done else f"stopped after epoch {last + 1} of "
+                                                                        f"{run.total_epochs}",
                                   hparams=json.dumps(cfg.hparams, sort_keys=True, default=str),
                                   epochs=last + 1, dataset=run.spec.name, seed=cfg.seed,
                                   train_hours=run.train_s / 3600,
-                                  wall_s=time.perf_counter() - run.t_start)
+                                  wall_s=time.perf_counter() - run.t_start, epochs_budget=run.total_epochs,
+                                  val_images=run.info.n_val, classes=run.info.num_classes,
+                                  fresh=int(bool(cfg.fresh)))
     skipped = _note_corrupt(run)
     if skipped:
         result["reason"] = "; ".join(filter(None, [result["reason"], skipped]))
     if run.history:
         final = run.history[-1]
         use_ema = final.get("ema_top1") is not None  # the SOFT paper evaluates the EMA weights
-        result.update(top1=final["ema_top1" if use_ema else "top1"], top5=final["ema_top5" if use_ema else "top5"])
+        key = "ema_top1" if use_ema else "top1"
+        result.update(top1=final[key], top5=final["ema_top5" if use_ema else "top5"])
+        curve = [r[key] for r in run.history]
+        best = max(curve)
+        result.update(best_top1=best, best_epoch=curve.index(best) + 1,
+                      learned=int(learned(best, run.info.n_val, run.info.num_classes)))
     if run.rank == 0 and done:
         result.update(_cost(run.sk, run.raw, run.dev))
         _append_once(run, result)

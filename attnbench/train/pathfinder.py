@@ -33,10 +33,11 @@ import math
 
 import numpy as np
 
+from attnbench.train.shapes import split_stream
+
 __all__ = ["DIFFICULTY", "render_pathfinder", "PathfinderError"]
 
 DIFFICULTY: dict[str, tuple[int, int]] = {"easy": (6, 1), "medium": (9, 1), "hard": (14, 1)}
-_SPLITS = {"train": 0, "val": 1}
 # 3x3 neighbourhood: a pixel within one pixel (Chebyshev) of a curve is occupied
 _NEIGHBOURS = np.array([(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
 
@@ -142,7 +143,8 @@ def _draw_markers(rng: np.random.Generator, img: np.ndarray, curves: list, label
 
 
 def render_pathfinder(n: int, *, size: int = 32, difficulty: str = "easy", seed: int = 0, split: str = "train",
-                      dashes: int | None = None, distractors: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      dashes: int | None = None, distractors: int | None = None,
+                      epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``n`` Pathfinder images.
 
     Args:
@@ -153,6 +155,7 @@ def render_pathfinder(n: int, *, size: int = 32, difficulty: str = "easy", seed:
         split: ``"train"`` or ``"val"``.
         dashes: override the difficulty's curve length (number of dashes).
         distractors: override the difficulty's number of unmarked distractor curves.
+        epoch: draw epoch ``epoch``'s fresh training set (its own stream, see ``shapes.split_stream``).
 
     Returns:
         ``(images, labels)``: ``uint8 [n, 1, S, S]`` and ``int64 [n]`` (1 = connected), exactly balanced.
@@ -161,17 +164,16 @@ def render_pathfinder(n: int, *, size: int = 32, difficulty: str = "easy", seed:
         raise ValueError(f"pathfinder: unknown difficulty {difficulty!r}; accepted: {', '.join(DIFFICULTY)}")
     if size < 16:
         raise ValueError(f"pathfinder: image size must be at least 16 px, got {size}")
-    if split not in _SPLITS:
-        raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
+    stream = split_stream(split, epoch)
     d0, k0 = DIFFICULTY[difficulty]
     dashes = d0 if dashes is None else dashes
     distractors = k0 if distractors is None else distractors
     if dashes < 1 or distractors < 0:
         raise ValueError(f"pathfinder: need dashes >= 1 and distractors >= 0, got {dashes} and {distractors}")
-    order = np.random.default_rng([seed, _SPLITS[split], 0xF1]).permutation(n)
+    order = np.random.default_rng([seed, stream, 0xF1]).permutation(n)
     labels = (order % 2).astype(np.int64)  # exactly balanced, seeded order
     images = np.empty((n, 1, size, size), dtype=np.uint8)
     for i in range(n):
-        rng = np.random.default_rng([seed, _SPLITS[split], i])
+        rng = np.random.default_rng([seed, stream, i])
         images[i, 0] = _draw_one(rng, int(labels[i]), size, dashes, distractors)
     return images, labels

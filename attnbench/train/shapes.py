@@ -15,6 +15,18 @@ SHAPES = ("disk", "square", "triangle", "plus", "ring", "diamond")
 _SPLITS = {"train": 0, "val": 1}
 
 
+def split_stream(split: str, epoch: int | None = None) -> int:
+    """The stream index a split draws from: 0 the fixed training set, 1 validation, ``2 + e`` the fresh training
+    images of epoch ``e`` (``epoch`` given: a new set each epoch, never the validation stream)."""
+    if split not in _SPLITS:
+        raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
+    if epoch is None:
+        return _SPLITS[split]
+    if split != "train" or isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"fresh images are drawn for the train split at an epoch >= 0, got {split!r}, {epoch!r}")
+    return 2 + epoch
+
+
 def balanced_labels(n: int, num_classes: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` labels, each class ``n // num_classes`` or one more times, in a seeded random order."""
     return rng.permutation(np.arange(n) % num_classes).astype(np.int64)
@@ -36,7 +48,7 @@ def _masks(xx: np.ndarray, yy: np.ndarray, cx: np.ndarray, cy: np.ndarray, r: np
 
 
 def render_shapes(n: int, *, size: int = 32, seed: int = 0, split: str = "train",
-                  noise: float = 12.0) -> tuple[np.ndarray, np.ndarray]:
+                  noise: float = 12.0, epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``n`` shape images.
 
     Args:
@@ -45,15 +57,14 @@ def render_shapes(n: int, *, size: int = 32, seed: int = 0, split: str = "train"
         seed: the data seed; train and val draw from independent streams of it.
         split: ``"train"`` or ``"val"``.
         noise: standard deviation of the additive Gaussian pixel noise (0..255 scale).
+        epoch: draw epoch ``epoch``'s fresh training set (its own stream, see :func:`split_stream`).
 
     Returns:
         ``(images, labels)``: ``uint8 [n, 3, S, S]`` and ``int64 [n]`` with values in ``0..5``.
     """
     if size < 8:
         raise ValueError(f"shapes: image size must be at least 8 px, got {size}")
-    if split not in _SPLITS:
-        raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
-    rng = np.random.default_rng([seed, _SPLITS[split], 0x5A])
+    rng = np.random.default_rng([seed, split_stream(split, epoch), 0x5A])
     labels = balanced_labels(n, len(SHAPES), rng)
     images = np.empty((n, 3, size, size), dtype=np.uint8)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
