@@ -7,11 +7,12 @@
 """
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from baselines.softmax import SoftmaxAttention, softmax_macs
 
-__all__ = ["NoMixing", "TiedSoftmaxAttention"]
+__all__ = ["NoMixing", "TiedSoftmaxAttention", "tied_softmax_macs"]
 
 
 class NoMixing(nn.Module):
@@ -25,11 +26,16 @@ class NoMixing(nn.Module):
     def __init__(self, dim: int, num_heads: int = 8, *, qkv_bias: bool = True, attn_drop: float = 0.,
                  proj_drop: float = 0.) -> None:
         super().__init__()
+        if dim <= 0 or num_heads <= 0 or dim % num_heads:  # heads are unused; the interface's contract still holds
+            raise ValueError(f"dim={dim} must be a positive multiple of num_heads={num_heads}")
+        self.dim = dim
         self.v = nn.Linear(dim, dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: Tensor, hw: tuple[int, int] | None = None) -> Tensor:
+        if x.dim() != 3 or x.shape[-1] != self.dim:
+            raise ValueError(f"expected x of shape [B, N, {self.dim}], got {tuple(x.shape)}")
         return self.proj_drop(self.proj(self.v(x)))
 
     @staticmethod
@@ -38,15 +44,31 @@ class NoMixing(nn.Module):
         return 2 * B * N * dim * dim
 
 
+def tied_softmax_macs(B: int, N: int, dim: int, num_heads: int, hw: tuple[int, int] | None = None, **hparams) -> int:
+    """softmax's MACs less the key projection (B N D²): W_q, W_v, proj 3BND² + Q Qᵀ and P V 2BN²D."""
+    return softmax_macs(B, N, dim, num_heads, hw, **hparams) - B * N * dim * dim
+
+
 class TiedSoftmaxAttention(SoftmaxAttention):
-    """Softmax attention with K = Q: ``softmax(Q Qᵀ / √d) V``. The fused qkv Linear is kept (so the projection
-    MACs are softmax's); its key third is unused and gets no gradient."""
+    """Softmax attention with K = Q: ``softmax(Q Qᵀ / √d) V``. It keeps the shell's fused qkv weight (timm's
+    parameter names) and never computes its key block, which stays unused (no gradient, no MACs)."""
 
     variants = {"softmax-tied": dict(defaults=dict(impl="sdpa", backend="auto"), complexity="O(N^2 d)",
                                      description="ablation: exact softmax with keys tied to queries (K = Q), the tie "
                                                  "SOFT's symmetric kernel needs")}
-    macs = staticmethod(softmax_macs)
+    macs = staticmethod(tied_softmax_macs)
+
+    def forward(self, x: Tensor, hw: tuple[int, int] | None = None) -> Tensor:
+        if x.dim() != 3 or x.shape[-1] != self.dim:
+            raise ValueError(f"expected x of shape [B, N, {self.dim}], got {tuple(x.shape)}")
+        B, N, C = x.shape
+        (w_q, _, w_v), (b_q, _, b_v) = self.qkv.weight.chunk(3), (
+            self.qkv.bias.chunk(3) if self.qkv.bias is not None else (None,) * 3)
+        q, v = (F.linear(x, w, b).view(B, N, self.num_heads, self.head_dim).transpose(1, 2)
+                for w, b in ((w_q, b_q), (w_v, b_v)))
+        o = self.attend(q, q, v).transpose(1, 2).reshape(B, N, C)
+        return self.proj_drop(self.proj(o))
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        return super().attend(q, q, v)
+        return super().attend(q, q, v)  # the keys are the queries, whatever the caller passes
 

@@ -155,14 +155,17 @@ def test_the_control_mixes_no_tokens_and_counts_its_macs():
 
 
 @pytest.mark.heavy
-def test_softmax_learns_the_task_and_the_control_does_not(tmp_path):
-    """The task needs token mixing: on the default budget (longrange:64, N = 256, vit-micro-d2, the longrange
-    recipe: 5 epochs of 4,000 images) softmax ends far above chance and the no-mixing control at chance. Measured
-    on a 2-core VM: softmax 100 % from epoch 2, the control 50.0 % at every epoch (about 3 and 2 CPU-minutes)."""
-    from attnbench.train import TrainConfig, train
+def test_softmax_learns_the_task_in_every_seed_and_the_control_in_none(tmp_path):
+    """The task needs token mixing. Under the protocol (longrange:64, N = 256, vit-micro-d2, the longrange recipe: 12
+    epochs of fresh images, 3 seeds, --patience 2) softmax learns in 3/3 seeds and the no-mixing control in 0/3.
+    Measured on a 2-core VM, one thread: softmax at 96 % after epoch 2 (~35 s an epoch), the control at chance."""
+    from attnbench.results import load_results
+    from attnbench.train import TrainConfig
+    from attnbench.train.sweep import plan_train_sweep, run_train_sweep
 
-    common = dict(skeleton="vit-micro", data="longrange", progress="plain", out=str(tmp_path), threads=1)
-    learned = train(TrainConfig(model="softmax", **common))
-    control = train(TrainConfig(model="attnbench.train.longrange:NoMixing", **common))
-    assert learned["top1"] >= 90, learned["history"]
-    assert control["top1"] <= 56, control["history"]
+    base = TrainConfig(skeleton="vit-micro", data="longrange", progress="plain", threads=1, patience=2)
+    run_train_sweep(plan_train_sweep(base, ["softmax", "no-mixing"], [256], seeds=3), tmp_path)
+    df = load_results(tmp_path)
+    learned = df.groupby("model")["learned"].apply(list).to_dict()
+    assert learned == {"softmax": [1, 1, 1], "no-mixing": [0, 0, 0]}, df[["model", "seed", "best_top1"]]
+    assert set(df[df["model"] == "no-mixing"]["epochs"]) == {12}  # at chance: the whole budget, no early stop

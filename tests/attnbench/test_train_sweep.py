@@ -111,15 +111,15 @@ def test_a_failing_pair_is_its_row_and_the_sweep_goes_on(tmp_path, monkeypatch):
 def test_cli_sweep_trains_every_pair_and_resumes(tmp_path):
     out = tmp_path / "sweep"
     r = _cli(*TINY, "--models", "softmax,linear", "--seq", "16,36", "--out", str(out), "--epochs", "2",
-             "--stop-after", "1")
+             "--stop-after", "1", "--seeds", "1")
     assert r.exit_code == 0, r.output
     assert "4 pair(s), 4 to run" in r.output
     assert load_results(out).empty  # stopped after epoch 1 of the first pair: no row yet
     assert (out / "softmax" / "N16-seed42" / "checkpoint.pth").is_file()
-    r = _cli(*TINY, "--models", "softmax,linear", "--seq", "16,36", "--out", str(out), "--epochs", "2")
+    r = _cli(*TINY, "--models", "softmax,linear", "--seq", "16,36", "--out", str(out), "--epochs", "2", "--seeds", "1")
     assert r.exit_code == 2 and "already exists; pass --resume" in r.output
     r = _cli(*TINY, "--models", "softmax,linear", "--seq", "16,36", "--out", str(out), "--epochs", "2",
-             "--resume")
+             "--resume", "--seeds", "1")
     assert r.exit_code == 0, r.output
     assert "resumed at epoch 2" in r.output
     df = load_results(out)
@@ -129,7 +129,7 @@ def test_cli_sweep_trains_every_pair_and_resumes(tmp_path):
     log = [json.loads(line) for line in (out / "softmax" / "N16-seed42" / "log.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in log] == [0, 1]  # the interrupted pair continued, not restarted
     r = _cli(*TINY, "--models", "softmax,linear", "--seq", "16,36", "--out", str(out), "--epochs", "2",
-             "--resume")
+             "--resume", "--seeds", "1")
     assert r.exit_code == 0 and "0 to run" in r.output and len(load_results(out)) == 4
 
 
@@ -142,6 +142,10 @@ def test_cli_sweep_trains_every_pair_and_resumes(tmp_path):
     (["--models", "softmax", "--hparam", "soft.landmarks=4"], "--hparam for 'soft', which is not in --models"),
     (["--models", "softmax", "--resume", "x.pth"], "pass --resume without a path"),
     (["--models", "softmax", "--seq", "16", "--img-size", "64"], "sqrt(N) x patch); leave --img-size out"),
+    (["--models", "softmax", "--patience", "-1"], "--patience must be at least 1 epoch"),
+    (["--models", "softmax", "--patience", "0"], "--patience must be at least 1 epoch"),
+    (["--models", "softmax", "--epochs", "0"], "--epochs must be at least 1"),
+    (["--models", "softmax", "--fresh", "--data", "cifar10:/nowhere"], "--fresh draws new images each epoch"),
 ])
 def test_cli_bad_sweeps_exit_2_before_training(tmp_path, args, match):
     r = _cli(*TINY, "--out", str(tmp_path / "x"), *args)
