@@ -19,6 +19,11 @@ An attention describes itself with class attributes, plain data its package defi
         @classmethod
         def not_supported_reason(cls, *, device, dtype, seq_len, hparams, hw=None) -> str | None: ...
 
+An attention may also define ``diagnostics(self, x, hw=None) -> dict[str, float]``: figures that explain its
+behaviour on the tokens ``x`` one block saw (``attnbench train`` logs their mean over blocks each epoch as
+``diag_<name>``; see :mod:`attnbench.train.diagnostics`). The shell of the baselines gives every softmax-like map
+an ``entropy``.
+
 ``macs`` is the closed-form count of multiply-accumulates of one forward pass of the whole module (projections,
 convs and attention matmuls; elementwise ops excluded), the number fvcore must reproduce. ``not_supported_reason``
 says why the module cannot run on ``device`` ("cpu" or "cuda") in ``dtype`` ("fp32", "bf16", "fp16") for

@@ -115,8 +115,9 @@ class SoftAttention(nn.Module):
                                    "no ridge, one Newton start value per batch halved until stable, autograd through "
                                    "the steps (newton_variant=soft: this project's earlier inverse)"),
         "soft-matched": dict(defaults={**_PAPER, "landmark_scale": "match"}, complexity=_COST,
-                             description="ablation, not the paper's layer: soft with each landmark rescaled to the mean "
-                                         "norm of the queries (the sampler's LayerNorm leaves them ~10x longer)"),
+                             description="ablation, not the paper's layer: soft with each landmark rescaled to the "
+                                         "mean norm of the queries (the sampler's LayerNorm + GELU leave them ~7-10x "
+                                         "longer)"),
         "soft-pool": dict(defaults=_POOL, complexity="O(N m d + T m^3), m = 49",
                           description="SOFT with pooled landmarks (adaptive average pool to m = 49, no parameters) "
                                       "and a 3x3 value conv: not an official configuration"),

@@ -38,8 +38,9 @@ class GaussianKernelAttention(nn.Module):
 
     variants = {
         "gaussian-exact": dict(defaults=dict(conv_kernel=9, row_norm=False), complexity=_COST,
-                               description="ablation, O(N^2): the exact kernel SOFT approximates (S V, S = exp(-dist^2/2) "
-                                           "of tied q, no landmarks, no inverse) + soft's 9x9 value conv"),
+                               description="ablation, O(N^2): the exact kernel SOFT approximates (S V, S = "
+                                           "exp(-dist^2/2) of tied q, no landmarks, no inverse) + soft's 9x9 value "
+                                           "conv"),
         "gaussian-exact-rownorm": dict(defaults=dict(conv_kernel=9, row_norm=True), complexity=_COST,
                                        description="ablation, O(N^2): gaussian-exact with each row of S divided by "
                                                    "its sum (a weighted average, as softmax's rows)"),
