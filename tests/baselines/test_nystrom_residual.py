@@ -1,6 +1,7 @@
 """Nyströmformer's convergence diagnostic: the pinv residual ‖I - A Z‖_F (track_residual / last_residual)."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -32,7 +33,8 @@ def test_default_iterations_on_a_random_layer_are_flagged_and_more_fix_it():
     assert many.last_residual < 1e-6
     q, k, _ = six.qkv(x).reshape(2, 256, 3, HEADS, DIM // HEADS).permute(2, 0, 3, 1, 4)
     _, res = nystrom_attention(q, k, q, num_landmarks=16, scale=six.scale, return_residual=True)
-    assert six.last_residual == res.max().item()
+    # the layer's fused projection and this reshape may round differently (thread count, kernel): a tolerance
+    assert six.last_residual == pytest.approx(res.max().item(), rel=1e-9)
 
 
 def test_residual_is_off_by_default_and_costs_one_m_cubed_matmul():
