@@ -60,6 +60,9 @@ Under torchrun, --batch-size is per process; rank 0 alone writes. --resume conti
 @click.option("--seq", "seq_lens", metavar="SPEC",
               help="Sweep: sequence lengths N, squares (e.g. 256,1024 or 256..4096:*4); [the data's own N].")
 @click.option("--seeds", type=int, help="Sweep: training seeds per (model, N) [3 in a sweep].")
+@click.option("--local-control", is_flag=True,
+              help="Sweep: also train every pair on the shapes task at the same N, skeleton and recipe (does a "
+                   "method that fails the long-range task train at all?).")
 @click.option("--skeleton", default="vit-tiny", show_default=True,
               help=" or ".join(", ".join(f.names()) for f in FAMILIES if f.trainable) + " (see attnbench list).")
 @click.option("--data", default="shapes:32", show_default=True, help="Dataset spec (below).")
@@ -112,7 +115,7 @@ Under torchrun, --batch-size is per process; rank 0 alone writes. --resume conti
 @user_errors
 @click.pass_context
 def train(ctx: click.Context, hparams: tuple[str, ...], models: str | None, seq_lens: str | None,
-          seeds: int | None, **opts: Any) -> None:
+          seeds: int | None, local_control: bool, **opts: Any) -> None:
     """Train one attention inside an identical skeleton and append its top-1/top-5 row to <out>/results.csv.
 
     Runs as one process, or under torchrun (DDP: nccl on CUDA, gloo on CPU) with the same options.
@@ -121,8 +124,8 @@ def train(ctx: click.Context, hparams: tuple[str, ...], models: str | None, seq_
     from attnbench.train import TrainConfig
     from attnbench.train.loop import train as run_training
 
-    if models is not None or seq_lens is not None or seeds is not None:
-        _sweep(ctx, list(hparams), models, seq_lens, 3 if seeds is None else seeds, opts)
+    if models is not None or seq_lens is not None or seeds is not None or local_control:
+        _sweep(ctx, list(hparams), models, seq_lens, 3 if seeds is None else seeds, opts, local_control)
         return
     per_model = resolve_hparams(list(hparams))
     unknown = [m for m in per_model if m != opts["model"]]
@@ -147,7 +150,7 @@ def _given(ctx: click.Context, name: str) -> bool:
 
 
 def _sweep(ctx: click.Context, hparams: list[str], models: str | None, seq_lens: str | None, seeds: int,
-           opts: dict[str, Any]) -> None:
+           opts: dict[str, Any], local_control: bool = False) -> None:
     """``--models``/``--seq``/``--seeds``: plan every pair (all checks first), then train them one by one."""
     import os
     from pathlib import Path
@@ -171,15 +174,16 @@ def _sweep(ctx: click.Context, hparams: list[str], models: str | None, seq_lens:
     opts["skeleton"] = opts["skeleton"] if _given(ctx, "skeleton") else SWEEP_SKELETON
     base = TrainConfig(**{**opts, "resume": None})
     seqs = parse_seq(seq_lens) if seq_lens is not None else [native_seq_len(base)]
-    pairs = plan_train_sweep(base, names, seqs, seeds, hparams=per_model)
+    pairs = plan_train_sweep(base, names, seqs, seeds, hparams=per_model, local_control=local_control)
     run_dir = Path(opts["out"]) if opts["out"] else default_sweep_dir(base.data)
     if (run_dir / "results.csv").exists() or any(run_dir.glob("*/N*-seed*")):
         if opts["resume"] is None:
             raise ValueError(f"run {run_dir} already exists; pass --resume to finish it or choose another --out")
     todo = pending_pairs(pairs, run_dir) if run_dir.exists() else pairs
     say = click.echo if int(os.environ.get("RANK", 0)) == 0 else (lambda *_a, **_k: None)  # rank 0 alone talks
+    data = base.data + (" (+ the shapes local control)" if local_control else "")
     say(f"train sweep: {len(names)} model(s) x N={','.join(map(str, seqs))} x {seeds} seed(s) = {len(pairs)} "
-               f"pair(s), {len(todo)} to run, {pairs[0].skeleton} on {base.data} -> {run_dir}")
+        f"pair(s), {len(todo)} to run, {pairs[0].skeleton} on {data} -> {run_dir}")
 
     def on_pair(i: int, total: int, pair: Any) -> None:
         what = f"skipped: {pair.skip}" if pair.skip else pair.dataset

@@ -31,7 +31,7 @@ from attnbench.config import ConfigError, ref
 from attnbench.train.config import TrainConfig, resolve_recipe
 from attnbench.train.data import DataSpec, parse_data_spec
 
-__all__ = ["Pair", "plan_train_sweep", "pending_pairs", "run_train_sweep", "image_side", "sized_data",
+__all__ = ["Pair", "plan_train_sweep", "local_control_data", "LOCAL_CONTROL", "pending_pairs", "run_train_sweep", "image_side", "sized_data",
            "default_sweep_dir", "native_seq_len", "SWEEP_DATA", "SWEEP_SKELETON"]
 
 # the defaults of a sweep (`--models`/`--seq`): the long-range task, where N matters, in the small ViT that learns it
@@ -135,13 +135,25 @@ def _skip_reason(model: str, hparams: dict[str, Any], skeleton: str, seq_len: in
     return None
 
 
+LOCAL_CONTROL = "shapes"  # a task every label of which can be read from a neighbourhood
+
+
+def local_control_data(spec: DataSpec) -> str:
+    """The ``--local-control`` task beside generated data ``spec``: shapes with as many training and validation
+    images (drawn at each N's size like the main task)."""
+    return f"{LOCAL_CONTROL}:{spec.size}:n={spec.n_train}:val={spec.n_val}:seed={spec.seed}"
+
+
 def plan_train_sweep(base: TrainConfig, models: list[str], seq_lens: list[int], seeds: int = 1, *,
-                     hparams: dict[str, dict[str, Any]] | None = None) -> list[Pair]:
+                     hparams: dict[str, dict[str, Any]] | None = None, local_control: bool = False) -> list[Pair]:
     """Every pair of the sweep, ordered by N, then seed, then model (a cut-off sweep leaves whole tables at the
-    smaller N). Checks everything first; raises a one-line ConfigError (a ValueError) naming the field."""
+    smaller N). Checks everything first; raises a one-line ConfigError (a ValueError) naming the field.
+
+    With ``local_control`` every pair is also trained on the shapes task at the same N, skeleton and recipe (after
+    all the main pairs: the control is the lower priority), in ``<model>/shapes-N<N>-seed<seed>/``, so that a
+    report can tell "does not train" from "does not mix globally"."""
     from attnbench.config import resolve_device
     from attnbench.skeletons import trainable_family
-    from attnbench.train.loop import DEFAULT_PATCH, geometry
 
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError("seeds", f"{ref('seeds')} must be at least 1, got {seeds!r}")
@@ -152,12 +164,30 @@ def plan_train_sweep(base: TrainConfig, models: list[str], seq_lens: list[int], 
     if base.img_size is not None:
         raise ConfigError("img_size", f"a sweep sets the image side from each N (side = sqrt(N) x patch); leave "
                                       f"{ref('img_size')} out")
-    hparams = hparams or {}
     spec = parse_data_spec(base.data)
     first = resolve_recipe(dataclasses.replace(base, model=models[0]), spec.generated)  # bad recipe values fail here
     skeleton = trainable_family(first.skeleton).with_depth(first.skeleton, first.depth)
     device = resolve_device(first.device).partition(":")[0]
     amp = {"auto": "bf16" if device == "cuda" else "off"}.get(first.amp, first.amp)
+    plan = dict(models=models, seq_lens=seq_lens, seeds=seeds, hparams=hparams or {}, skeleton=skeleton,
+                device=device, amp=amp)
+    pairs = _pairs(base, **plan)
+    if local_control:
+        if not spec.generated or spec.kind == LOCAL_CONTROL:
+            raise ConfigError("local_control", f"{ref('local_control')} trains the {LOCAL_CONTROL} task beside a "
+                                               f"generated long-range one (longrange, pathfinder); not beside "
+                                               f"{base.data!r}")
+        control = dataclasses.replace(base, data=local_control_data(spec), recipe=first.recipe)
+        pairs += _pairs(control, **plan, prefix=f"{LOCAL_CONTROL}-")
+    return pairs
+
+
+def _pairs(base: TrainConfig, *, models: list[str], seq_lens: list[int], seeds: int,
+           hparams: dict[str, dict[str, Any]], skeleton: str, device: str, amp: str, prefix: str = "") -> list[Pair]:
+    """The pairs of one dataset, checked: every N drawn at its size, every model asked whether it can run there."""
+    from attnbench.train.loop import DEFAULT_PATCH, geometry
+
+    spec = parse_data_spec(base.data)
     pairs: list[Pair] = []
     for n in seq_lens:
         side, patch = image_side(base.skeleton, n, base.patch_size, DEFAULT_PATCH.get(spec.kind, 16))
@@ -170,7 +200,7 @@ def plan_train_sweep(base: TrainConfig, models: list[str], seq_lens: list[int], 
                 img, _, got = geometry(resolve_recipe(cfg, spec.generated), sized)
                 if got != n:  # cannot happen when image_side agrees with the family; a guard for new families
                     raise ConfigError("seq_lens", f"N={n}: {img} px images give N={got} in {base.skeleton}")
-                pairs.append(Pair(m, n, s, cfg, skeleton, sized.name, f"{_slug(m)}/N{n}-seed{s}",
+                pairs.append(Pair(m, n, s, cfg, skeleton, sized.name, f"{_slug(m)}/{prefix}N{n}-seed{s}",
                                   _skip_reason(m, cfg.hparams, skeleton, n, device, amp)))
     return pairs
 

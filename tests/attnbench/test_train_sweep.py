@@ -63,6 +63,18 @@ def test_sized_data_keeps_every_option():
     assert str(default_sweep_dir("longrange:128:hard")) == "results/train-sweep-longrange_hard"
 
 
+def test_the_local_control_trains_shapes_at_the_same_n_skeleton_and_recipe_after_the_main_pairs():
+    pairs = plan_train_sweep(BASE, ["softmax", "soft"], [16, 36], 1, local_control=True)
+    main, control = pairs[:4], pairs[4:]
+    assert [(p.seq_len, p.model) for p in control] == [(p.seq_len, p.model) for p in main]
+    assert all(p.dataset.startswith("longrange:") for p in main)
+    assert [p.config.data for p in control[::2]] == ["shapes:16:n=32:val=8:seed=0", "shapes:24:n=32:val=8:seed=0"]
+    assert {p.config.recipe for p in control} == {"longrange"} and {p.skeleton for p in pairs} == {"vit-micro-d1"}
+    assert control[3].model_dir == "soft/shapes-N36-seed42" and main[3].model_dir == "soft/N36-seed42"
+    with pytest.raises(ConfigError, match="beside 'shapes:16'"):
+        plan_train_sweep(TrainConfig(skeleton="vit-micro", data="shapes:16"), ["softmax"], [16], local_control=True)
+
+
 @pytest.mark.parametrize("models, seqs, seeds, field, match", [
     (["softmax"], [20], 1, "seq_lens", "not a square"),
     (["softmax"], [130 ** 2], 1, "seq_lens", "above the maximum 512"),
