@@ -15,10 +15,16 @@ from torch import Tensor, nn
 
 __all__ = ["QKVAttention", "FeatureMapAttention", "projection_macs", "check_choice", "check_hparams", "tiles",
            "softmax_chain", "qkv_heads", "custom_backward_applies",
-           "keeps", "TILE_ELEMS", "KEEP_ELEMS", "entropy_ratio", "DIAGNOSTICS_MAX_N"]
+           "keeps", "TILE_ELEMS", "KEEP_ELEMS", "entropy_ratio", "DIAGNOSTICS_MAX_N", "diagnostic_samples"]
 
-# the implied N x N map a diagnostic forms is capped at this N (B·h·N² floats)
+# the implied N x N map a diagnostic forms: up to this N, on as many samples as keep it under DIAGNOSTICS_ELEMS
 DIAGNOSTICS_MAX_N = 4096
+DIAGNOSTICS_ELEMS = 1 << 26
+
+
+def diagnostic_samples(B: int, h: int, N: int, L: int | None = None) -> int:
+    """How many of B samples a diagnostic forms its [h, N, L] map for (L = N by default; at least one)."""
+    return max(1, min(B, DIAGNOSTICS_ELEMS // (h * N * (N if L is None else L))))
 
 # Constructor arguments of the shell, and the seq_len a harness may pass to every formula: a MAC formula accepts
 # them and ignores them (they cost no matmul; N is the formula's own argument).
@@ -264,8 +270,9 @@ class QKVAttention(nn.Module):
         B, h, N, d = q.shape
         if N > DIAGNOSTICS_MAX_N:
             return {}
-        eye = torch.eye(N, dtype=v.dtype, device=v.device).expand(B, h, N, N)
-        P = self.attend(q, k, eye)  # the implied map: attend is linear in V
+        b = diagnostic_samples(B, h, N)
+        eye = torch.eye(N, dtype=v.dtype, device=v.device).expand(b, h, N, N)
+        P = self.attend(q[:b], k[:b], eye)  # the implied map: attend is linear in V
         if P.shape[-1] != N or P.min() < -1e-5 or not torch.allclose(P.sum(-1), torch.ones((), dtype=P.dtype),
                                                                       atol=1e-3):
             return {}  # not a row-stochastic map: entropy says nothing

@@ -18,7 +18,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from baselines._common import QKVAttention, check_choice, check_hparams, entropy_ratio, projection_macs, softmax_chain
+from baselines._common import (QKVAttention, check_choice, check_hparams, diagnostic_samples, entropy_ratio,
+                               projection_macs, softmax_chain)
 
 __all__ = ["LinformerAttention", "linformer_attention", "linformer_macs", "SHARINGS"]
 
@@ -134,7 +135,9 @@ class LinformerAttention(QKVAttention):
 
     def diagnose(self, q: Tensor, k: Tensor, v: Tensor) -> dict[str, float]:
         """``entropy``: of softmax(Q (E K)ᵀ / √d) over its k projected keys, over log k."""
-        B, h, N, d = (int(s) for s in k.shape)
+        B = diagnostic_samples(int(k.shape[0]), int(k.shape[1]), int(k.shape[2]), self.k)
+        q, k = q[:B], k[:B]
+        _, h, N, d = (int(s) for s in k.shape)
         keys = (k.transpose(1, 2).reshape(B, N, h * d).transpose(1, 2) @ self.E.t()).view(B, h, d, -1)
         return {"entropy": entropy_ratio(torch.softmax(q @ keys * self.scale, dim=-1))}
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from baselines._common import (DIAGNOSTICS_MAX_N, QKVAttention, check_choice, check_hparams, custom_backward_applies,
-                               entropy_ratio, keeps, projection_macs, tiles)
+                               diagnostic_samples, entropy_ratio, keeps, projection_macs, tiles)
 
 __all__ = ["PerformerAttention", "gaussian_orthogonal_random_matrix", "softmax_kernel", "favor_attention",
            "performer_macs"]
@@ -331,8 +331,10 @@ class PerformerAttention(QKVAttention):
 
     def diagnose(self, q: Tensor, k: Tensor, v: Tensor) -> dict[str, float]:
         """``entropy``: of the implied map D⁻¹ Q′ K′ᵀ (rows sum to 1, entries positive) over log N."""
-        if q.shape[-2] > DIAGNOSTICS_MAX_N:
+        B, h, N, _ = q.shape
+        if N > DIAGNOSTICS_MAX_N:
             return {}
+        q, k = q[:diagnostic_samples(B, h, N)], k[:diagnostic_samples(B, h, N)]
         proj = self.projection.to(torch.promote_types(q.dtype, torch.float32))
         A = softmax_kernel(q.to(proj.dtype), proj, is_query=True, eps=self.eps) @ softmax_kernel(
             k.to(proj.dtype), proj, is_query=False, eps=self.eps).transpose(-2, -1)
