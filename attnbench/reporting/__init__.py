@@ -2,7 +2,7 @@
 
     import attnbench
     rep = attnbench.report("results/my-run")          # or several run dirs / shards, or a DataFrame
-    rep.absolute, rep.relative, rep.break_even, rep.paper, rep.accuracy   # DataFrames
+    rep.absolute, rep.relative, rep.break_even, rep.paper, rep.accuracy, rep.logs   # DataFrames
     print(rep.markdown)                                      # what report.md holds
 
 The modules, each using only those above it:
@@ -16,16 +16,22 @@ The modules, each using only those above it:
 - :mod:`.verdict`: at each N, the fastest and the leanest method against the baseline, ties named.
 - :mod:`.sections`: what a report says, as a list of sections; :mod:`.markdown` and :mod:`.terminal` render them.
 - :mod:`.plots`: the PNGs.
-- :mod:`.frontier`: training rows over seeds per (skeleton, N, model), the change against softmax, the Pareto sets
-  and the accuracy-versus-cost plot (``frontier.png``).
-- :mod:`.sections` also uses :mod:`.frontier`; :mod:`.api`: :func:`report` and :class:`Report`.
+- :mod:`.seeds`: the 95 % Student-t interval over seeds, and whether a seed learned (:mod:`attnbench.learning`).
+- :mod:`.logs`: the training pairs' per-epoch logs (validation top-1, ``diag_*``), found beside each row's run.
+- :mod:`.frontier`: training rows over seeds per (skeleton, task, N, model): seeds learned, final and best top-1 with
+  their intervals, epochs to target, the change against softmax, the Pareto sets and the accuracy-versus-cost plot
+  (``frontier.png``).
+- :mod:`.curves`: the learning curves (``curves.png``); :mod:`.diagnostics`: the logs' ``diag_*`` figures in words
+  and a table; :mod:`.controls`: the local control (``shapes`` beside ``longrange``) and the ablations.
+- :mod:`.sections` also uses those; :mod:`.api`: :func:`report` and :class:`Report`.
 """
 from __future__ import annotations
 
 from attnbench.reporting.api import REPORT_NAME, Report, report
 from attnbench.reporting.format import (DASH, LEGEND, NOISY, absolute_display, break_even_display, fmt_latency,
                                         fmt_sig, fmt_times, machine_line, relative_display)
-from attnbench.reporting.frontier import accuracy_across_n, accuracy_display, plot_frontier
+from attnbench.reporting.curves import draw_curves, plot_curves
+from attnbench.reporting.frontier import accuracy_across_n, accuracy_display, draw_frontier, plot_frontier
 from attnbench.reporting.load import load_runs, variant_labels
 from attnbench.reporting.markdown import render_markdown, to_markdown
 from attnbench.reporting.paper import paper_display, paper_table
@@ -40,4 +46,5 @@ __all__ = ["Report", "report", "load_runs", "absolute_table", "relative_table", 
            "BASELINES", "NOISY", "REPORT_NAME", "variant_labels", "MEASURES_NOTE", "DASH", "absolute_display",
            "relative_display", "break_even_display", "paper_display", "rich_tables", "plot_all", "plot_quantity",
            "Section", "build_sections", "LEGEND", "fmt_times", "draw_quantity", "method_styles", "landmarks_note",
-           "MEM_TIE", "verdict_lines", "verdict_table", "accuracy_across_n", "accuracy_display", "plot_frontier"]
+           "MEM_TIE", "verdict_lines", "verdict_table", "accuracy_across_n", "accuracy_display", "plot_frontier",
+           "draw_frontier", "draw_curves", "plot_curves"]

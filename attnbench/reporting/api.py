@@ -9,8 +9,10 @@ from typing import Any
 import pandas as pd
 
 from attnbench.reporting.format import short_machine
-from attnbench.reporting.frontier import FRONTIER_PNG, accuracy_across_n, plot_frontier
+from attnbench.reporting.curves import CURVES_PNG, plot_curves
+from attnbench.reporting.frontier import FRONTIER_PNG, accuracy_across_n, frontier_rows, plot_frontier, training_rows
 from attnbench.reporting.load import efficiency, ensure_schema, labelled, load_runs
+from attnbench.reporting.logs import pair_logs
 from attnbench.reporting.markdown import render
 from attnbench.reporting.paper import paper_table
 from attnbench.reporting.plots import plot_all
@@ -49,7 +51,8 @@ class Report:
     relative: pd.DataFrame
     break_even: pd.DataFrame
     paper: pd.DataFrame
-    accuracy: pd.DataFrame  # training rows reduced over seeds per (skeleton, N, model), with costs and Pareto sets
+    accuracy: pd.DataFrame  # training rows reduced over seeds per (skeleton, task, N, model): learned, costs, Pareto
+    logs: pd.DataFrame  # every epoch of the training pairs' logs (validation top-1, diagnostics), long
     sections: list[Section]
     markdown: str
     out_dir: Path | None = None
@@ -89,10 +92,11 @@ def report(runs: str | Path | Iterable[str | Path] | pd.DataFrame, out: str | Pa
     df = ensure_schema(df)
     eff = labelled(efficiency(df))
     base = choose_baseline(eff, baseline)
-    sections = build_sections(df, metas, baseline=base, runs=names)
+    logs = pair_logs(training_rows(df))
+    sections = build_sections(df, metas, baseline=base, runs=names, logs=logs)
     rep = Report(results=df, meta=metas, baseline=base, absolute=absolute_table(eff),
                  relative=relative_table(eff, base), break_even=break_even(eff, base), paper=paper_table(df),
-                 accuracy=accuracy_across_n(df), sections=sections, markdown=render(sections))
+                 accuracy=accuracy_across_n(df, logs=logs), logs=logs, sections=sections, markdown=render(sections))
     if write is None:
         write = out is not None
     if write:
@@ -106,10 +110,12 @@ def report(runs: str | Path | Iterable[str | Path] | pd.DataFrame, out: str | Pa
         if plots:
             machine = "; ".join(dict.fromkeys(short_machine(m) for m in metas)) or None
             rep.files += plot_all(eff, rep.out_dir, machine=machine)
-            if len(rep.accuracy) > 1:
-                front = plot_frontier(rep.accuracy, rep.out_dir / FRONTIER_PNG, title=machine and
-                                      f"Accuracy versus cost — {machine}")
-                rep.files += [front] if front else []
+            if len(frontier_rows(rep.accuracy)) > 1:
+                rep.files.append(plot_frontier(rep.accuracy, rep.out_dir / FRONTIER_PNG, title=machine and
+                                               f"Accuracy versus cost — {machine}"))
+            curves = plot_curves(rep.logs, rep.out_dir / CURVES_PNG, rep.accuracy, title=machine and
+                                 f"Validation top-1 per epoch — {machine}")
+            rep.files += [curves] if curves else []
         if "html" in formats:
             from attnbench.reporting.html import render_html
 

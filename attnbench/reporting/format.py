@@ -6,6 +6,7 @@ its median is marked noisy (as ``torch.utils.benchmark`` does).
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pandas as pd
@@ -14,7 +15,7 @@ from attnbench.results import STATUSES
 
 __all__ = ["NOISY", "NOISE_MARK", "NO_SPREAD_MARK", "UNTRUSTED_MARK", "DASH", "MIN_SIG", "fmt_sig", "fmt_latency",
            "fmt_ratio", "fmt_times", "status_cell", "absolute_display", "relative_display", "break_even_display",
-           "machine_line", "short_machine", "group_title", "LEGEND", "looks_numeric", "table_cells"]
+           "machine_line", "short_machine", "short_command", "group_title", "LEGEND", "looks_numeric", "table_cells"]
 
 NOISY = 0.10  # IQR / median above this marks a cell noisy
 NOISE_MARK = "†"
@@ -212,6 +213,16 @@ def machine_line(meta: dict[str, Any]) -> str:
     if v:
         parts.append(f"attnbench {v}" + (f" ({meta['git_commit']})" if meta.get("git_commit") else ""))
     return " | ".join(parts)
+
+
+# the executable a command line starts with: a path to attnbench, to its __main__.py, or python [-m] before it
+_EXECUTABLE = re.compile(r"^(?:\S*/)?(?:python[\d.]*\s+(?:-m\s+)?)?(?:\S*/)?attnbench(?:/__main__\.py)?(?=\s|$)")
+
+
+def short_command(command: str) -> str:
+    """A command line as a reader would type it: ``/root/.pyenv/.../bin/attnbench train ...``,
+    ``/work/main/attnbench/__main__.py train ...`` and ``python -m attnbench train ...`` -> ``attnbench train ...``."""
+    return _EXECUTABLE.sub("attnbench", command.strip(), count=1)
 
 
 def short_machine(meta: dict[str, Any]) -> str:

@@ -13,12 +13,15 @@ from typing import Any
 import pandas as pd
 
 from attnbench.results import ALL_COLUMNS, KEY_COLUMNS, NUMERIC_COLUMNS, load_results, read_meta
+from attnbench.train.data import LEVELS, REAL
 
-__all__ = ["GROUP", "load_runs", "run_labels", "train_mask",
+__all__ = ["GROUP", "ABLATIONS", "load_runs", "run_labels", "train_mask", "task_of", "description", "is_ablation",
            "ensure_schema", "efficiency", "model_order", "canon_hparams", "parse_hparams", "as_list",
            "variant_labels", "labelled", "groups", "select"]
 
 GROUP = ["skeleton", "batch", "dtype", "device", "mode"]  # one table per combination
+# registered variants that are not a paper's layer (the registry also says so: a description starting "ablation")
+ABLATIONS = ("softmax-tied", "gaussian-exact", "gaussian-exact-rownorm", "soft-matched")
 
 
 # ------------------------------------------------------------------------------------------------ loading
@@ -26,8 +29,9 @@ GROUP = ["skeleton", "batch", "dtype", "device", "mode"]  # one table per combin
 def load_runs(run_dirs: str | Path | Iterable[str | Path]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Read and join one or several run directories (e.g. the shards of one sweep).
 
-    Returns the rows (with a ``run`` column naming the directory; a cell measured twice keeps its last row)
-    and each run's meta.json. Raises a one-line ValueError for a missing directory or a corrupt file.
+    Returns the rows (with a ``run`` column naming the directory, a ``run_dir`` column giving its path, where the
+    training pairs' logs are; a cell measured twice keeps its last row) and each run's meta.json. Raises a
+    one-line ValueError for a missing directory or a corrupt file.
     """
     dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(d) for d in run_dirs]
     if not dirs:
@@ -39,10 +43,11 @@ def load_runs(run_dirs: str | Path | Iterable[str | Path]) -> tuple[pd.DataFrame
         if not (d / "results.csv").exists():
             raise ValueError(f"no results.csv in {d}; is it an attnbench run directory?")
         df = load_results(d)
+        meta = read_meta(d)
         # a joined run (attnbench report A B --out J) keeps each row's source run and the sources' metas
         df["run"] = df["run"].fillna(label) if "run" in df.columns else label
+        df["run_dir"] = _source_dirs(df, d, meta)
         frames.append(df)
-        meta = read_meta(d)
         if isinstance(meta.get("runs"), list) and meta["runs"]:
             metas += [m for m in meta["runs"] if isinstance(m, dict)]
         elif meta:
@@ -62,6 +67,15 @@ def run_labels(dirs: list[Path]) -> list[str]:
             k += 1
         labels.append("/".join(p[-k:]))
     return labels
+
+
+def _source_dirs(df: pd.DataFrame, d: Path, meta: dict[str, Any]) -> pd.Series:
+    """Each row's source run directory: kept from a joined run's rows, else found from the row's run label among
+    the directories the run was joined from (a join written before rows kept it), else ``d`` itself."""
+    own = pd.Series(df["run_dir"] if "run_dir" in df.columns else pd.NA, index=df.index, dtype=object)
+    sources = [Path(p) for p in meta.get("joined_from") or [] if isinstance(p, str)]
+    by_label = dict(zip(run_labels(sources), (str(p.resolve()) for p in sources))) if sources else {}
+    return own.fillna(df["run"].map(by_label)).fillna(str(d.resolve()))
 
 
 def _flat_meta(meta: dict[str, Any]) -> dict[str, Any]:
@@ -88,6 +102,30 @@ def train_mask(df: pd.DataFrame) -> pd.Series:
         if c in df.columns:
             mask |= df[c].notna()
     return mask
+
+
+def task_of(dataset: Any) -> str:
+    """The task a training row's data spec names, without its image size and options (``longrange:64:hard:n=4000``
+    -> ``longrange:hard``, ``shapes:32`` -> ``shapes``, ``cifar10:/data`` -> ``cifar10``); ``""`` when missing."""
+    if not isinstance(dataset, str) or not dataset:
+        return ""
+    kind, _, rest = dataset.partition(":")
+    return kind if kind in REAL else ":".join([kind] + [p for p in rest.split(":") if p in LEVELS])
+
+
+def description(model: str) -> str:
+    """The registry's one-line description of ``model``; ``""`` when the name does not resolve."""
+    from attnbench.registry import get_attention  # loads every attention (torch): asked only of training rows
+
+    try:
+        return get_attention(model).description or ""
+    except ValueError:
+        return ""
+
+
+def is_ablation(model: str) -> bool:
+    """True for an ablation (never a paper's layer): one of :data:`ABLATIONS`, or described as one."""
+    return model in ABLATIONS or description(model).startswith("ablation")
 
 
 def ensure_schema(df: pd.DataFrame) -> pd.DataFrame:

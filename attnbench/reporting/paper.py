@@ -7,30 +7,36 @@
   several match, the first of: hparams agreeing with the training run's overrides, mode ``infer``, the smallest
   batch, ``fp32``, then the remaining columns in sort order. :func:`paper_notes` says which setting was used, and a
   row whose efficiency row counted different params is marked :data:`PARAMS_MISMATCH_MARK`.
+* **top-1, top-5**: the row's own; a seed that did not learn (:mod:`attnbench.learning`) shows :data:`NOT_LEARNED`,
+  not its chance-level figure, and top-5 is left out on a task of :data:`TOP5_CLASSES` classes or fewer.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pandas as pd
 
 from attnbench.reporting.format import DASH, fmt_latency, fmt_sig
 from attnbench.reporting.load import canon_hparams, efficiency, ensure_schema, parse_hparams, train_mask, variant_labels
+from attnbench.reporting.seeds import seed_learned
 
-__all__ = ["paper_table", "paper_display", "paper_notes", "pick_efficiency_row", "COUNT_NOTE", "PARAMS_MISMATCH_MARK",
-           "PARAMS_MISMATCH_NOTE"]
+__all__ = ["paper_table", "paper_display", "paper_notes", "pick_efficiency_row", "top5_shown", "COUNT_NOTE",
+           "NOT_LEARNED", "PARAMS_MISMATCH_MARK", "PARAMS_MISMATCH_NOTE"]
 
 JOIN = ["model", "skeleton", "seq_len"]
 SETTING = ["batch", "dtype", "device", "mode"]
 COLUMNS = ["model", "skeleton", "seq_len", "params_m", "gmacs", "peak_mem_mib", "latency_ms_median",
-           "latency_ms_iqr", "throughput_per_s", "top1", "top5", "epochs", "dataset", "train_hours",
-           "eff_batch", "eff_dtype", "eff_device", "eff_mode", "eff_params_m", "params_differ"]
+           "latency_ms_iqr", "throughput_per_s", "top1", "top5", "learned", "classes", "epochs", "dataset",
+           "train_hours", "eff_batch", "eff_dtype", "eff_device", "eff_mode", "eff_params_m", "params_differ"]
 # why this table's params and GMACs need not match the efficiency tables' for the same (model, skeleton, N)
 COUNT_NOTE = ("params and GMACs are the trained model's own count (GMACs: one forward pass of one sample; a "
               "training step costs about 3×). They differ from the efficiency rows of the same model, skeleton and N "
               "because those measure another instance of the architecture: the skeleton's default classifier head "
               "(1,000 classes; training uses the dataset's), its default patch size and input channels, and GMACs "
               "at the cell's batch.")
+NOT_LEARNED = "did not learn"  # a seed's top-1 cell when it stayed at chance: its figure measures nothing
+TOP5_CLASSES = 5  # top-5 of a task with this many classes or fewer is always 100 %
 PARAMS_MISMATCH_MARK = "*"
 PARAMS_MISMATCH_NOTE = ("efficiency row measured a model with different params (classifier head, patch size or "
                         "hparams): its memory and speed are those of that model")
@@ -73,9 +79,9 @@ def paper_table(df: pd.DataFrame) -> pd.DataFrame:
     for (_, t), label in zip(train.iterrows(), labels):
         cand = eff[(eff["model"] == t["model"]) & (eff["skeleton"] == t["skeleton"]) & (eff["seq_len"] == t["seq_len"])]
         e = pick_efficiency_row(cand, t["hparams"])
-        row = {"model": label, **{c: t[c] for c in ("skeleton", "seq_len", "top1", "top5", "epochs", "dataset",
-                                                      "train_hours")},
-               "params_m": t["params"] / 1e6, "gmacs": t["macs"] / 1e9}
+        row = {"model": label, **{c: t[c] for c in ("skeleton", "seq_len", "top1", "top5", "classes", "epochs",
+                                                      "dataset", "train_hours")},
+               "learned": seed_learned(t), "params_m": t["params"] / 1e6, "gmacs": t["macs"] / 1e9}
         if e is None:
             row.update(params_differ=False)
         else:
@@ -102,16 +108,26 @@ def paper_display(paper: pd.DataFrame) -> pd.DataFrame:
 
     differ = paper["params_differ"] if "params_differ" in paper.columns else [False] * len(paper)
     thr = paper["throughput_per_s"] if "throughput_per_s" in paper.columns else [None] * len(paper)
-    return pd.DataFrame({
+    learned = paper["learned"] if "learned" in paper.columns else pd.Series(math.nan, index=paper.index)
+    top5 = top5_shown(paper)
+    out = pd.DataFrame({
         "model": paper["model"], "skeleton": paper["skeleton"], "N": paper["seq_len"].map(lambda n: f"{int(n):,}"),
         "params (M)": paper["params_m"].map(fmt_sig), "GMACs": paper["gmacs"].map(fmt_sig),
         "peak mem (MiB)": [mark(fmt_sig(v), d) for v, d in zip(paper["peak_mem_mib"], differ)],
         "latency (ms)": [mark(fmt_latency(m, i), d)
                          for m, i, d in zip(paper["latency_ms_median"], paper["latency_ms_iqr"], differ)],
         "samples/s": [mark(fmt_sig(v), d) for v, d in zip(thr, differ)],
-        "top-1 (%)": paper["top1"].map(fmt_sig), "top-5 (%)": paper["top5"].map(fmt_sig),
+        "top-1 (%)": [NOT_LEARNED if x == 0 else fmt_sig(v) for v, x in zip(paper["top1"], learned)],
+        "top-5 (%)": [fmt_sig(v) if s else DASH for v, s in zip(paper["top5"], top5)],
         "epochs": paper["epochs"].map(lambda v: DASH if pd.isna(v) else f"{v:g}" if isinstance(v, float) else str(v)),
         "dataset": paper["dataset"].fillna(DASH)})
+    return out if top5.any() else out.drop(columns="top-5 (%)")
+
+
+def top5_shown(rows: pd.DataFrame) -> pd.Series:
+    """Where top-5 says something: not on a task of 5 classes or fewer (every answer is then in the top 5)."""
+    classes = rows["classes"] if "classes" in rows.columns else pd.Series(math.nan, index=rows.index)
+    return ~(pd.to_numeric(classes, errors="coerce") <= TOP5_CLASSES)
 
 
 def paper_notes(paper: pd.DataFrame) -> list[str]:
@@ -130,6 +146,11 @@ def paper_notes(paper: pd.DataFrame) -> list[str]:
     missing = list(dict.fromkeys(paper.loc[paper["eff_mode"].isna(), "model"]))
     if missing:
         lines.append(f"No finished efficiency row for {', '.join(f'`{m}`' for m in missing)}: those columns are empty.")
+    if (paper["learned"] == 0).any():
+        lines.append(f"'{NOT_LEARNED}': the seed's best top-1 did not beat chance (binomial test, "
+                     "`attnbench.learning`), so its top-1 measures nothing.")
+    if not top5_shown(paper).all():
+        lines.append(f"top-5 is left out on tasks of {TOP5_CLASSES} classes or fewer, where it is always 100 %.")
     if paper["params_differ"].fillna(False).astype(bool).any():
         lines.append(f"`{PARAMS_MISMATCH_MARK}` {PARAMS_MISMATCH_NOTE}.")  # in backticks: not a list item
     return lines

@@ -14,11 +14,16 @@ from typing import Any, Union
 
 import pandas as pd
 
+from attnbench.reporting.controls import LOCAL, LONG_RANGE, ablation_lines, local_control, local_control_display
+from attnbench.reporting.curves import CURVES_PNG
+from attnbench.reporting.diagnostics import diag_display, diag_ends, diag_legend, diag_words
 from attnbench.reporting.format import (LEGEND, absolute_display, break_even_display, group_title, machine_line,
-                                        relative_display)
-from attnbench.reporting.frontier import FRONTIER_NOTE, FRONTIER_PNG, accuracy_across_n, accuracy_display
+                                        relative_display, short_command)
+from attnbench.reporting.frontier import (ACCURACY_NOTE, CELL, FRONTIER_PNG, accuracy_across_n, accuracy_display,
+                                          frontier_rows, group_heading, learned_cell, training_rows)
 from attnbench.reporting.load import as_list, efficiency, ensure_schema, groups, labelled, model_order, \
     parse_hparams, select, train_mask
+from attnbench.reporting.logs import pair_logs
 from attnbench.reporting.paper import paper_display, paper_notes, paper_table
 from attnbench.reporting.tables import BASELINES, absolute_table, baseline_note, break_even, choose_baseline, \
     relative_table
@@ -93,8 +98,9 @@ class Section:
 
 
 def build_sections(df: pd.DataFrame, metas: list[dict[str, Any]] | None = None, *, baseline: str | None = None,
-                   runs: list[str] | None = None) -> list[Section]:
-    """Every section of a report of ``df`` (efficiency and training rows), in reading order."""
+                   runs: list[str] | None = None, logs: pd.DataFrame | None = None) -> list[Section]:
+    """Every section of a report of ``df`` (efficiency and training rows), in reading order; ``logs``: the training
+    pairs' :func:`~attnbench.reporting.logs.pair_logs`, read from each row's ``run_dir`` when not given."""
     df = ensure_schema(df)
     eff = labelled(efficiency(df))
     base = choose_baseline(eff, baseline)
@@ -106,14 +112,11 @@ def build_sections(df: pd.DataFrame, metas: list[dict[str, Any]] | None = None, 
         out.append(Section("", 2, [Text([LEGEND + " Latency is median ± IQR, shown to the figures the IQR "
                                          "supports (at least two)."])], terminal=LEGEND_RANK))
     out += _group_sections(eff, base, rel)
+    out += _training(df, logs)
     paper = paper_table(df)
     if not paper.empty:
-        out.append(Section("Accuracy and cost (training rows joined on model, skeleton, N)", 2, [
-            Table(paper_display(paper)), Text(paper_notes(paper), break_last=True)]))
-    acc = accuracy_across_n(df)
-    if len(acc) > 1:  # a comparison: several models, N or skeletons (attnbench train --models ... --seq ...)
-        out.append(Section("Accuracy across N, and the accuracy-versus-cost frontier", 2, [
-            Table(accuracy_display(acc), keys=3), Text([FRONTIER_NOTE + f" Plot: `{FRONTIER_PNG}`."])]))
+        out.append(Section("Accuracy and cost of each trained seed (training rows joined on model, skeleton, N)", 2,
+                           [Table(paper_display(paper)), Text(paper_notes(paper), break_last=True)]))
     hp = _hparams_lines(eff)
     if hp:
         out.append(Section("Hyper-parameters", 2, [Bullets(hp)]))
@@ -133,6 +136,70 @@ def build_sections(df: pd.DataFrame, metas: list[dict[str, Any]] | None = None, 
         out.append(Section("FLOP audit", 2, [Text(["fvcore left these ops uncounted (MACs are a lower bound there):"]),
                                              Bullets(audit)]))
     return out
+
+
+def _training(df: pd.DataFrame, logs: pd.DataFrame | None) -> list[Section]:
+    """What the training rows say: what each seed learned, the local control, the ablations, the diagnostics."""
+    train = training_rows(df)
+    if train.empty:
+        return []
+    logs = pair_logs(train) if logs is None else logs
+    acc = accuracy_across_n(df, logs=logs)
+    main, ablations = acc[~acc["ablation"].astype(bool)], acc[acc["ablation"].astype(bool)]
+    out = []
+    if not main.empty:
+        out.append(Section("Accuracy: what each seed learned", 2, _comparisons(main) + [
+            Text([ACCURACY_NOTE + _plots_note(acc, logs)])], terminal=TABLES))
+    pairs = local_control(main)
+    if not pairs.empty:
+        out.append(Section(f"Local control: {LOCAL} beside {LONG_RANGE}", 2, [
+            Text([f"The same methods at the same N on a local task (`{LOCAL}`: the class of a shape) and on a "
+                  f"long-range one (`{LONG_RANGE}`: whether two far marks match). A method that learns the first but "
+                  "not the second trains, but does not mix globally at that N; one that learns neither does not "
+                  "train in this setting."]), Table(local_control_display(pairs))], terminal=TABLES))
+    if not ablations.empty:
+        out.append(Section("Ablations", 2, [
+            Text(["Variants that are not a paper's layer, each testing one ingredient; kept out of the comparison "
+                  "above and never on the frontier:"]),
+            Bullets(ablation_lines(list(dict.fromkeys(ablations["model_base"]))))] +
+            _comparisons(ablations, frontier=False)))
+    return out + _diagnostics(acc, logs)
+
+
+def _comparisons(acc: pd.DataFrame, *, frontier: bool = True) -> list[Block]:
+    """Per comparison (skeleton, task, N): its heading, what it is measured against, and its methods' table."""
+    blocks: list[Block] = []
+    for _, g in acc.groupby(CELL, sort=False):
+        title, detail = group_heading(g)
+        blocks += [Text([title]), Text([detail]), Table(accuracy_display(g, frontier=frontier))]
+    return blocks
+
+
+def _plots_note(acc: pd.DataFrame, logs: pd.DataFrame) -> str:
+    plots = ([f"`{FRONTIER_PNG}` (final top-1 against latency and memory)"] if len(frontier_rows(acc)) > 1 else []) \
+        + ([f"`{CURVES_PNG}` (validation top-1 per epoch: each seed, and the mean)"] if not logs.empty else [])
+    return f" Plots: {' and '.join(plots)}." if plots else ""
+
+
+def _diagnostics(acc: pd.DataFrame, logs: pd.DataFrame) -> list[Section]:
+    """The attention's diagnostics: in words for each method that did not learn on every seed, and at the last
+    epoch for every method (none without diag_* columns in the logs)."""
+    ends = diag_ends(logs)
+    if ends.empty:
+        return []
+    by_method = ends.set_index(CELL + ["model"])
+    words = []
+    for _, r in acc[acc["learned_status"].isin(["none", "mixed"])].iterrows():
+        key = tuple(r[CELL + ["model"]])
+        said = diag_words(by_method.loc[key]) if key in by_method.index else ""
+        words.append(f"`{r['model']}`, {r['task']} N={int(r['seq_len']):,} ({learned_cell(r)} seeds learned): "
+                     + (said or "no diagnostics logged") + ".")
+    blocks: list[Block] = [Text(["What the methods that did not learn on every seed did (first and last epoch, "
+                                 "mean over seeds):"]), Bullets(words)] if words else []
+    blocks += [Table(diag_display(ends), keys=3, caption="Every method at its last epoch (mean over seeds; "
+                                                         "diagnostics of the attention, mean over its blocks):"),
+               Bullets(diag_legend(ends))]
+    return [Section("Diagnostics", 2, blocks)]
 
 
 def _busy(eff: pd.DataFrame, metas: list[dict[str, Any]]) -> list[Section]:
@@ -180,7 +247,7 @@ def _unconverged(eff: pd.DataFrame) -> list[str]:
 
 def _header(df: pd.DataFrame, eff: pd.DataFrame, metas: list[dict[str, Any]], runs: list[str] | None) -> Section:
     lines = list(dict.fromkeys(machine_line(m) for m in metas)) or ["Machine: unknown (no meta.json)"]
-    lines += [f"Command ({m.get('run', '')}): `{m['command']}`" for m in metas if m.get("command")]
+    lines += [f"Command ({m.get('run', '')}): `{short_command(m['command'])}`" for m in metas if m.get("command")]
     if runs:
         lines.append(f"Runs: {', '.join(runs)}")
     n_ok = int((eff["status"] == "ok").sum())
