@@ -117,6 +117,8 @@ TRAIN = (
     Column("classes", "int", "classes", "classes", "classes of the task (chance = 1 / classes: balanced labels)"),
     Column("learned", "int", label="learned", doc="1: the best top-1 beats chance by a one-sided binomial test at the "
                                                    "validation size (p < 0.01); 0: did not learn within the budget"),
+    Column("log_dir", "text", label="log dir", doc="the pair's folder (checkpoint, log.csv), relative to the run "
+                                                 "directory"),
     Column("fresh", "int", label="fresh data", doc="1: new generated training images every epoch; 0: one fixed set"),
 )
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from attnbench.train.sweep import _slug as model_slug
+from attnbench.train.sweep import slug as model_slug
 
 __all__ = ["LOG_NAME", "DIAG_PREFIX", "log_path", "read_log", "pair_logs", "diag_columns"]
 
@@ -20,11 +20,14 @@ DIAG_PREFIX = "diag_"  # attnbench.train.diagnostics.PREFIX, which imports torch
 KEYS = ["skeleton", "task", "seq_len", "model", "seed"]  # what ties a log's epochs to its training row
 
 
-def log_path(run_dir: Any, model: str, seq_len: Any, seed: Any) -> Path | None:
-    """The log of one pair: the sweep's folder for (N, seed) first, else the single run's; None when neither is
-    there."""
+def log_path(run_dir: Any, model: str, seq_len: Any, seed: Any, log_dir: Any = None) -> Path | None:
+    """The log of one pair: its row's ``log_dir``; for rows written before that column, the sweep's folder for
+    (N, seed), else the single run's; None when none is there."""
     if not isinstance(run_dir, str) or not run_dir:
         return None
+    if isinstance(log_dir, str) and log_dir:
+        path = Path(run_dir) / log_dir / LOG_NAME
+        return path if path.is_file() else None
     base = Path(run_dir) / model_slug(str(model))
     sweep = [base / f"N{int(seq_len)}-seed{int(seed)}" / LOG_NAME] if pd.notna(seq_len) and pd.notna(seed) else []
     return next((p for p in sweep + [base / LOG_NAME] if p.is_file()), None)
@@ -51,7 +54,7 @@ def pair_logs(train: pd.DataFrame) -> pd.DataFrame:
     the ``diag_*`` columns."""
     frames = []
     for _, r in train.iterrows():
-        path = log_path(r.get("run_dir"), r["model_base"], r["seq_len"], r["seed"])
+        path = log_path(r.get("run_dir"), r["model_base"], r["seq_len"], r["seed"], r.get("log_dir"))
         log = read_log(path) if path else None
         if log is not None:
             frames.append(log.assign(**{k: r[k] for k in KEYS}))

@@ -16,7 +16,6 @@ import json
 import math
 import os
 import random
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from attnbench.train.config import RESUMABLE_CHANGES, TrainConfig, resolve_recip
 from attnbench.train.data import DataInfo, DataSpec, build_datasets, corrupt_images, parse_data_spec
 from attnbench.train.diagnostics import DIAG_IMAGES, attention_diagnostics, grad_norm
 from attnbench.train.progress import make_progress
+from attnbench.train.sweep import slug
 
 __all__ = ["train", "setup", "train_one_epoch", "end_epoch", "finish", "TrainRun", "geometry", "run_paths"]
 
@@ -63,15 +63,11 @@ def geometry(cfg: TrainConfig, spec: DataSpec) -> tuple[int, int | None, int]:
     return img, patch, seq_len
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_")
-
-
 def run_paths(cfg: TrainConfig, spec: DataSpec, model_dir: str | Path | None = None) -> tuple[Path, Path]:
     """``(run_dir, model_dir)``: results.csv and meta.json in the first, checkpoint and logs in the second
     (``<run_dir>/<model>`` unless ``model_dir``, relative to the run directory, is given)."""
-    run_dir = Path(cfg.out or f"results/train-{_slug(spec.name.split(':n=')[0])}")
-    return run_dir, run_dir / (model_dir or _slug(cfg.model))
+    run_dir = Path(cfg.out or f"results/train-{slug(spec.name.split(':n=')[0])}")
+    return run_dir, run_dir / (model_dir or slug(cfg.model))
 
 
 def _distributed(device: str) -> tuple[int, int, torch.device]:
@@ -583,7 +579,8 @@ def finish(run: TrainRun, last: int) -> dict[str, Any]:
                                   train_hours=run.train_s / 3600,
                                   wall_s=time.perf_counter() - run.t_start, epochs_budget=run.total_epochs,
                                   val_images=run.info.n_val, classes=run.info.num_classes,
-                                  fresh=int(bool(cfg.fresh)))
+                                  fresh=int(bool(cfg.fresh)),
+                                  log_dir=os.path.relpath(run.model_dir, run.run_dir))
     skipped = _note_corrupt(run)
     if skipped:
         result["reason"] = "; ".join(filter(None, [result["reason"], skipped]))

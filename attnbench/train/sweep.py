@@ -31,7 +31,7 @@ from attnbench.config import ConfigError, ref
 from attnbench.train.config import TrainConfig, resolve_recipe
 from attnbench.train.data import DataSpec, parse_data_spec
 
-__all__ = ["Pair", "plan_train_sweep", "local_control_data", "LOCAL_CONTROL", "pending_pairs", "run_train_sweep", "image_side", "sized_data",
+__all__ = ["slug", "Pair", "plan_train_sweep", "local_control_data", "LOCAL_CONTROL", "pending_pairs", "run_train_sweep", "image_side", "sized_data",
            "default_sweep_dir", "native_seq_len", "SWEEP_DATA", "SWEEP_SKELETON"]
 
 # the defaults of a sweep (`--models`/`--seq`): the long-range task, where N matters, in the small ViT that learns it
@@ -68,7 +68,8 @@ class Pair:
         return self.model, self.skeleton, self.seq_len, self.dataset, self.seed
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """A model name as a folder name (``module:Class`` -> ``module_Class``)."""
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_")
 
 
@@ -200,7 +201,7 @@ def _pairs(base: TrainConfig, *, models: list[str], seq_lens: list[int], seeds: 
                 img, _, got = geometry(resolve_recipe(cfg, spec.generated), sized)
                 if got != n:  # cannot happen when image_side agrees with the family; a guard for new families
                     raise ConfigError("seq_lens", f"N={n}: {img} px images give N={got} in {base.skeleton}")
-                pairs.append(Pair(m, n, s, cfg, skeleton, sized.name, f"{_slug(m)}/{prefix}N{n}-seed{s}",
+                pairs.append(Pair(m, n, s, cfg, skeleton, sized.name, f"{slug(m)}/{prefix}N{n}-seed{s}",
                                   _skip_reason(m, cfg.hparams, skeleton, n, device, amp)))
     return pairs
 
@@ -231,8 +232,8 @@ def default_sweep_dir(data: str) -> Path:
     """``results/train-sweep-<data without size or options>``, e.g. ``results/train-sweep-longrange_medium``."""
     spec = parse_data_spec(data)
     if not spec.generated:
-        return Path(f"results/train-sweep-{_slug(spec.kind + ':' + Path(spec.root).name)}")
-    return Path(f"results/train-sweep-{_slug(':'.join(filter(None, (spec.kind, spec.level))))}")
+        return Path(f"results/train-sweep-{slug(spec.kind + ':' + Path(spec.root).name)}")
+    return Path(f"results/train-sweep-{slug(':'.join(filter(None, (spec.kind, spec.level))))}")
 
 
 def _row(pair: Pair, status: str, reason: str) -> dict[str, Any]:
@@ -247,7 +248,7 @@ def _row(pair: Pair, status: str, reason: str) -> dict[str, Any]:
     return dict(model=pair.model, scope="train", skeleton=pair.skeleton, seq_len=pair.seq_len, batch=cfg.batch_size,
                 dtype={"off": "fp32"}.get(amp, amp), device=device, mode="train",
                 status=status, reason=reason, hparams=json.dumps(cfg.hparams, sort_keys=True, default=str),
-                epochs=0, dataset=pair.dataset, seed=pair.seed)
+                epochs=0, dataset=pair.dataset, seed=pair.seed, log_dir=pair.model_dir)
 
 
 def _failure(e: BaseException) -> tuple[str, str]:

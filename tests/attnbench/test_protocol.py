@@ -202,5 +202,6 @@ def test_a_training_logs_diagnostics_and_the_protocol_columns(tmp_path):
     assert all(g > 0 for g in grad)
     row = load_results(tmp_path).iloc[0]
     assert row["epochs_budget"] == 2 and row["val_images"] == 16 and row["classes"] == 2 and row["fresh"] == 1
+    assert row["log_dir"] == "soft"  # where a report finds this pair's log.csv
     assert row["best_top1"] == max(h["top1"] for h in result["history"])
     assert row["learned"] == int(learned(row["best_top1"], 16, 2))

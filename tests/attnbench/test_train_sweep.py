@@ -138,6 +138,8 @@ def test_cli_sweep_trains_every_pair_and_resumes(tmp_path):
     assert sorted(zip(df["model"], df["seq_len"])) == [("linear", 16), ("linear", 36),
                                                        ("softmax", 16), ("softmax", 36)]
     assert set(df["status"]) == {"ok"} and set(df["epochs"]) == {2} and set(df["seed"]) == {42}
+    assert (out / df["log_dir"][0] / "log.csv").is_file() and set(df["log_dir"]) == {
+        "softmax/N16-seed42", "softmax/N36-seed42", "linear/N16-seed42", "linear/N36-seed42"}
     log = [json.loads(line) for line in (out / "softmax" / "N16-seed42" / "log.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in log] == [0, 1]  # the interrupted pair continued, not restarted
     r = _cli(*TINY, "--models", "softmax,linear", "--seq", "16,36", "--out", str(out), "--epochs", "2",
