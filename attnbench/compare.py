@@ -19,7 +19,7 @@ import pandas as pd
 from attnbench.results import KEY_COLUMNS, load_results, read_meta
 from attnbench.stats import CONFIDENCE, Interval, bootstrap_ratio, change_verdict, finite, used_rounds
 
-__all__ = ["ENV_KEYS", "Comparison", "compare_runs", "regressions", "compare_markdown", "fmt_num"]
+__all__ = ["ENV_KEYS", "Comparison", "compare_runs", "regressions", "check_fail_above", "compare_markdown", "fmt_num"]
 
 ENV_KEYS = ("cpu", "cpu_count", "gpu", "torch", "cuda")  # environment fields that make timings incomparable
 COLUMNS = ["model", "skeleton", "seq_len", "batch", "dtype", "device", "mode", "a_ms", "b_ms", "ratio", "lo", "hi",
@@ -113,8 +113,19 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> Comparison:
     return Comparison(str(run_a), str(run_b), table, warnings)
 
 
+def check_fail_above(pct: Any) -> None:
+    """A regression threshold must be a finite percentage in 0 .. ``MAX_FAIL_ABOVE``: ``nan`` compares false with
+    every ratio and ``inf`` exceeds them all, either of which would switch a CI gate off without a word."""
+    from attnbench.config import MAX_FAIL_ABOVE, check_at_most, check_nonnegative
+
+    check_nonnegative("fail_above", pct, "a finite percentage >= 0, e.g. 10")
+    check_at_most("fail_above", pct, MAX_FAIL_ABOVE, "B 101 times slower than A; a larger threshold switches the "
+                                                     "gate off")
+
+
 def regressions(cmp: Comparison, fail_above_pct: float) -> pd.DataFrame:
-    """Cells judged ``slower`` whose ratio B/A exceeds ``1 + fail_above_pct / 100``."""
+    """Cells judged ``slower`` whose ratio B/A exceeds ``1 + fail_above_pct / 100`` (checked: ``check_fail_above``)."""
+    check_fail_above(fail_above_pct)
     t = cmp.table
     return t[(t["verdict"] == "slower") & (t["ratio"] > 1 + fail_above_pct / 100)]
 

@@ -11,16 +11,19 @@ the command line says ``--seq`` (``attnbench.cli._common.FLAGS``, the one field-
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Literal, get_args
 
 __all__ = ["Mode", "Dtype", "DeviceKind", "Isolation", "MODES", "DTYPES", "DEVICE_KINDS", "ISOLATIONS",
            "COMPILE_MODES", "ConfigError", "ref", "check_choice", "check_positive", "check_at_most", "check_seq_len",
-           "check_modes", "check_compile",
+           "check_nonnegative", "check_modes", "check_compile",
            "check_device", "resolve_device", "check_hparam_keys", "check_hparam_values", "SweepConfig", "validate",
-           "MAX_SEQ_LEN", "MAX_BATCH", "MAX_TIMEOUT", "MAX_MIN_TIME", "MAX_THREADS", "MAX_MEM_LIMIT"]
+           "config_from_dict", "resumed_config", "check_resume", "RESUME_FIXED", "EXTENDABLE",
+           "MAX_SEQ_LEN", "MAX_BATCH", "MAX_TIMEOUT", "MAX_MIN_TIME", "MAX_THREADS", "MAX_MEM_LIMIT", "MAX_REPEATS",
+           "MAX_RETRIES", "MAX_SHARDS", "MAX_FAIL_ABOVE"]
 
 Mode = Literal["infer", "train"]
 Dtype = Literal["fp32", "bf16", "fp16"]  # fp32, or autocast to bf16/fp16 (the weights stay fp32)
@@ -41,6 +44,10 @@ MAX_TIMEOUT = 7 * 24 * 3600.0  # a week per cell
 MAX_MIN_TIME = 3600.0  # an hour of timing per cell
 MAX_THREADS = 4096
 MAX_MEM_LIMIT = 2**60  # 1 EiB: setrlimit's range
+MAX_REPEATS = 1000  # timing rounds per cell: --min-time is split over them, so more only adds start-ups
+MAX_RETRIES = 100  # extra rounds for an untrusted cell
+MAX_SHARDS = 2**16  # array jobs; beyond the sweep's (N, mode) groups a shard is empty anyway
+MAX_FAIL_ABOVE = 10_000.0  # percent: B 101 times slower than A; a larger threshold would switch the gate off
 
 _REF = "\x1f"  # ASCII unit separator around a field name in a message: never part of a user's value
 
@@ -79,6 +86,13 @@ def check_positive(name: str, value: Any, expected: str, *, integer: bool = Fals
         return
     kinds = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or not value > 0:
+        raise ConfigError(name, f"bad {ref(name)} {value!r}; expected {expected}")
+
+
+def check_nonnegative(name: str, value: Any, expected: str, *, integer: bool = False) -> None:
+    """``value`` must be a finite number >= 0 (an int if ``integer``): ``inf``, ``nan`` and negatives are refused."""
+    kinds = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or not value >= 0:
         raise ConfigError(name, f"bad {ref(name)} {value!r}; expected {expected}")
 
 
@@ -239,8 +253,9 @@ def validate(config: SweepConfig) -> str:
     check_choice("isolation", config.isolation, ISOLATIONS)
     check_compile(config.compile, config.device)
     check_positive("repeats", config.repeats, "a count of rounds >= 1", integer=True)
-    if isinstance(config.max_retries, bool) or not isinstance(config.max_retries, int) or config.max_retries < 0:
-        raise ConfigError("max_retries", f"bad {ref('max_retries')} {config.max_retries!r}; expected a count >= 0")
+    check_at_most("repeats", config.repeats, MAX_REPEATS, "rounds per cell; --min-time is split over them")
+    check_nonnegative("max_retries", config.max_retries, "a count >= 0", integer=True)
+    check_at_most("max_retries", config.max_retries, MAX_RETRIES, "extra rounds per untrusted cell")
     _check_shard(config.shard)
     for model, hp in config.hparams.items():
         if model not in entries:
@@ -290,3 +305,104 @@ def _check_shard(shard: tuple[int, int] | None) -> None:
         isinstance(v, int) and not isinstance(v, bool) for v in shard)
     if not (ok and shard[1] >= 1 and 0 <= shard[0] < shard[1]):
         raise ConfigError("shard", f"bad {ref('shard')} {shard!r}; expected (i, n) with 0 <= i < n")
+    if shard[1] > MAX_SHARDS:
+        raise ConfigError("shard", f"{ref('shard')} {shard[0]}/{shard[1]}: {shard[1]} shards exceed the maximum "
+                                   f"{MAX_SHARDS} (more than a sweep has groups of (N, mode))")
+
+
+# ---------------------------------------------------------------------------------------------------- resume
+
+# What a resumed run may not change: the fields that make its cells (their keys) and how each is measured. Rows
+# measured otherwise would be paired, compared and reported as if they were alike. The other fields (timeout,
+# max_retries, mem_limit, force, isolation) say how hard to try, and may change from one session to the next.
+RESUME_FIXED = ("models", "seq_lens", "modes", "skeleton", "batch", "dtype", "device", "hparams", "compile", "shard",
+                "min_time", "repeats", "threads")
+EXTENDABLE = ("models", "seq_lens", "modes")  # lists that ``extend`` may grow (with the added models' hparams)
+
+
+def config_from_dict(d: dict[str, Any]) -> SweepConfig | None:
+    """The :class:`SweepConfig` of its JSON form (``meta.json``'s ``config``: the resolved device, a shard as a list),
+    or None when ``d`` is not one. Fields it lacks (written by an older version) take their defaults."""
+    names = {f.name for f in fields(SweepConfig)}
+    if not isinstance(d, dict) or not {"models", "seq_lens"} <= set(d):
+        return None
+    kw = {k: v for k, v in d.items() if k in names}
+    if d.get("device_resolved"):
+        kw["device"] = d["device_resolved"]
+    if isinstance(kw.get("shard"), list):
+        kw["shard"] = tuple(kw["shard"])
+    return SweepConfig(**kw)
+
+
+def resumed_config(stored: SweepConfig, given: dict[str, Any], *, extend: bool = False) -> SweepConfig:
+    """What a resume of the run made with ``stored`` runs: ``stored``, with the ``given`` fields (those the user
+    set). Given models, N and modes keep the stored order, which sets the groups' order and so their shard; with
+    ``extend``, those not stored are appended, and given hparams join the stored ones. :func:`check_resume` judges
+    the result."""
+    out = dict(given)
+    for name in set(EXTENDABLE) & set(given):
+        old = list(getattr(stored, name))
+        if extend or _same(name, given[name], old):
+            out[name] = old + [v for v in given[name] if v not in old]
+    if extend and "hparams" in given:
+        out["hparams"] = {**stored.hparams, **given["hparams"]}
+    return replace(stored, **out)
+
+
+def check_resume(config: SweepConfig, stored: SweepConfig, *, extend: bool = False) -> None:
+    """A resume must keep the run's cells and their settings (:data:`RESUME_FIXED`); ``extend`` lets it add models,
+    N and modes (never drop any, nor change a stored model's hparams). A ConfigError names the first field that
+    differs and the run's value. Both configs hold a resolved device."""
+    if extend and stored.shard is not None:
+        raise ConfigError("extend", f"{ref('extend')} cannot add cells to shard {_show('shard', stored.shard)}: "
+                                    "the new groups would change which groups each shard holds; sweep them as a "
+                                    f"new run under another {ref('name')}")
+    for name in RESUME_FIXED:
+        new, old = getattr(config, name), getattr(stored, name)
+        if _same(name, new, old) or extend and _grows(name, config, stored):
+            continue
+        if name in EXTENDABLE and extend:
+            hint = f"{ref('extend')} adds to the run's cells and never drops any"
+        elif name in EXTENDABLE:
+            hint = f"leave it out to finish the run as it was, or add {ref('extend')} to add cells"
+        else:
+            hint = f"a run's cells keep their settings: measure others as a new run under another {ref('name')}"
+        raise ConfigError(name, f"{ref(name)} {_show(name, new)} differs from the run's {_show(name, old)} (its "
+                                f"meta.json); {hint}")
+
+
+def _same(name: str, new: Any, old: Any) -> bool:
+    if name in EXTENDABLE:  # the same cells in another order are the same run
+        return set(map(str, new)) == set(map(str, old)) and len(new) == len(old)
+    if name == "hparams":
+        return _canon(new) == _canon(old)
+    if name == "shard":
+        return (tuple(new) if new else None) == (tuple(old) if old else None)
+    return new == old
+
+
+def _grows(name: str, config: SweepConfig, stored: SweepConfig) -> bool:
+    """``config`` adds to ``stored``'s ``name`` and changes nothing stored there."""
+    if name in EXTENDABLE:
+        return set(map(str, getattr(stored, name))) <= set(map(str, getattr(config, name)))
+    if name == "hparams":
+        return all(_canon(config.hparams.get(m)) == _canon(stored.hparams.get(m)) for m in stored.models)
+    return False
+
+
+def _canon(value: Any) -> str:
+    """A JSON spelling in which the values of a config and of its meta.json round trip compare equal."""
+    return json.dumps(value or {}, sort_keys=True, default=str)
+
+
+def _show(name: str, value: Any) -> str:
+    """``value`` as the command line spells it."""
+    if value is None:
+        return "unset"
+    if name in EXTENDABLE:
+        return ",".join(map(str, value))
+    if name == "hparams":
+        return " ".join(f"{m}.{k}={v!r}" for m, hp in value.items() for k, v in hp.items()) or "none"
+    if name == "shard":
+        return f"{value[0]}/{value[1]}"
+    return f"{value:g}" if isinstance(value, float) else str(value)

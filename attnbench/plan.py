@@ -1,5 +1,6 @@
 """What a sweep will do before it does it (``attnbench run --dry-run``): its cells in run order, which of them are
-skipped (memory estimate) or already done (``--resume``), and a rough wall-time estimate.
+skipped (the sweep's own ``planned_skips``: what cannot run here, or exceeds the memory estimate) or already done
+(``--resume``), and a rough wall-time estimate.
 
 The estimate is a model, not a measurement, and says so. A cell's step takes ``flops_per_step(MACs) /
 (EFFICIENCY x calibrated matmul GFLOP/s)``, with the MACs from the attention's closed form over the skeleton's
@@ -93,13 +94,12 @@ def plan_sweep(config: SweepConfig, run_dir: str | Path | None = None, *, resume
     ``measure.calibrate_cached`` on the config's device (about a second), at the threads the sweep would use now.
     """
     from attnbench.config import resolve_device
-    from attnbench.memory_plan import memory_skips
-    from attnbench.sweep import group_calibration, group_threads, kept_rows, plan_groups
+    from attnbench.sweep import group_calibration, group_threads, kept_rows, plan_groups, planned_skips
 
     device = resolve_device(config.device)
     groups = plan_groups(config, device)
     cells = [c for g in groups for c in g]
-    skips = {} if config.force else memory_skips(cells, config.mem_limit)
+    skips = planned_skips(config, cells)  # the sweep's own decision, so that both count the same skips
     done = kept_rows(config, run_dir, retry_failed) if resume and run_dir is not None and \
         (Path(run_dir) / "results.csv").exists() else {}
     if calibration is None:  # at the threads the sweep would time with now: the idle cores, unless --threads
@@ -116,10 +116,10 @@ def plan_sweep(config: SweepConfig, run_dir: str | Path | None = None, *, resume
     for group in groups:
         whole = not all(c.key() in done for c in group)  # a group with a cell to run is measured again whole
         for c in group:
-            if c.key() in skips:
-                planned.append(PlannedCell(c, "skipped", skips[c.key()]))
-            elif c.key() in done and not whole:
+            if c.key() in done and not whole:  # a group left alone writes no row, skipped or not
                 planned.append(PlannedCell(c, "done", f"has a row ({done[c.key()]['status']}); --resume keeps it"))
+            elif c.key() in skips:
+                planned.append(PlannedCell(c, "skipped", skips[c.key()]))
             else:
                 step = steps[c.key()] if steps[c.key()] is not None else max(known, default=None)
                 planned.append(PlannedCell(c, "run", "re-measured with its group" if c.key() in done else None,

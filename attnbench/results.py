@@ -22,7 +22,7 @@ from attnbench.schema import IDENTITY, KEY_COLUMNS, OUTCOME, ROUNDS, RUN, STATUS
 
 __all__ = ["COLUMNS", "COLUMN_SPECS", "NUMERIC_COLUMNS", "ALL_COLUMNS", "TRAIN_COLUMNS", "STATUSES", "KEY_COLUMNS",
            "Row", "RunLock", "new_row", "append_row", "load_results", "write_parquet",
-           "environment", "write_meta", "read_meta", "write_text_atomic"]
+           "environment", "write_meta", "read_meta", "write_text_atomic", "check_writable", "RUN_FILES"]
 
 
 def _schema() -> list[Column]:
@@ -172,10 +172,12 @@ def _drop_torn_line(path: Path, *, truncate: bool = False) -> bytes:
 
 
 def load_results(run_dir: str | Path) -> pd.DataFrame:
-    """Read a run's rows; a missing file gives an empty frame, a corrupt one a one-line ValueError."""
+    """Read a run's rows; a missing file gives an empty frame, a corrupt one (or a folder) a one-line ValueError."""
     path = Path(run_dir) / CSV_NAME
     if not path.exists():
         return pd.DataFrame(columns=ALL_COLUMNS)
+    if path.is_dir():
+        raise ValueError(f"corrupt results file {path}: a folder, not a file")
     try:
         df = pd.read_csv(io.BytesIO(_drop_torn_line(path)), keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
@@ -259,6 +261,35 @@ def environment(device: str | None = None) -> dict[str, Any]:
         env["gpu"] = torch.cuda.get_device_name(torch.device(device) if device and device.startswith("cuda") else 0)
     env["device"] = device
     return env
+
+
+RUN_FILES = (CSV_NAME, PARQUET_NAME, META_NAME, RunLock.NAME)  # what a sweep writes in its run directory
+
+
+def check_writable(folder: str | Path, names: Iterable[str] = (), *, field: str = "run_dir") -> None:
+    """Refuse, before any work, a ``folder`` whose files could not be written, creating nothing. It must be a
+    writable folder, or, when missing, the nearest existing one above it (where it would be created). Each of
+    ``names`` (a glob such as ``*.png`` too) that exists in it, and its ``.tmp`` sibling (atomic writes go through
+    it), must be a writable file. A one-line ConfigError naming ``field``."""
+    from attnbench.config import ConfigError, ref
+
+    folder = Path(folder)
+    base = folder
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    problem = None if base.is_dir() else "is not a folder"
+    problem = problem or (None if os.access(base, os.W_OK | os.X_OK) else "is not writable")
+    if problem:
+        raise ConfigError(field, f"cannot write to {ref(field)} {folder}: {base} {problem}")
+    if base != folder:
+        return
+    for name in names:
+        for path in sorted(folder.glob(name)) if "*" in name else [folder / name]:
+            for p in (path, path.with_name(path.name + ".tmp")):
+                if p.is_dir():
+                    raise ConfigError(field, f"cannot write to {ref(field)} {folder}: {p} is a folder")
+                if p.exists() and not os.access(p, os.W_OK):
+                    raise ConfigError(field, f"cannot write to {ref(field)} {folder}: {p} is not writable")
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

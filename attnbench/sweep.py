@@ -27,7 +27,11 @@ rows appended as groups finish.
   CSV is authoritative.
 * **Resume.** ``resume=True`` skips every group whose cells all have a row (``results.KEY_COLUMNS``), whatever
   their status; a group with a cell to (re-)run is measured again whole, so that its pairs stay in one set of
-  rounds (new rows; reports keep the latest). A corrupt results file raises ValueError before anything runs.
+  rounds (new rows; reports keep the latest). The config must keep the cells and settings meta.json records for
+  the run (``config.check_resume``); ``extend=True`` lets it add models, N and modes. A corrupt results file or
+  another run's config raises ValueError before anything runs.
+* **Skips.** A cell the attention or the device cannot run, or whose memory estimate exceeds the machine's, is a
+  ``skipped`` row decided before any cell runs (:func:`planned_skips`, which the dry run asks too).
 * **Ctrl-C.** KeyboardInterrupt kills the running cell's process, rewrites ``results.parquet`` from the finished
   rows and is re-raised (so the CLI can exit 130). Every finished group's rows are already on disk; the rounds of
   the group that was running are lost.
@@ -49,12 +53,14 @@ from typing import Any, Callable
 import pandas as pd
 
 from attnbench.cell import CellSpec, key_of
-from attnbench.config import ConfigError, SweepConfig, ref, resolve_device, validate
+from attnbench.config import (ConfigError, SweepConfig, check_resume, config_from_dict, ref, resolve_device,
+                               validate)
 from attnbench.runner import CellRunner
 from attnbench.stats import BASELINES
 
 __all__ = ["SweepConfig", "run_sweep", "plan_cells", "plan_groups", "validate", "resolve_device", "prepare_dir",
-           "BASELINES", "OnCell", "OnStart", "kept_rows", "group_threads", "group_calibration"]
+           "BASELINES", "OnCell", "OnStart", "kept_rows", "group_threads", "group_calibration", "planned_skips",
+           "stored_config"]
 
 OnCell = Callable[[CellSpec, dict[str, Any], int, int], None]
 # on_start(spec, round (0-based), cell-rounds done, cell-rounds planned): a cell's round is starting (for an ETA)
@@ -98,8 +104,12 @@ def plan_cells(config: SweepConfig, device: str | None = None) -> list[CellSpec]
     return [cell for group in plan_groups(config, device) for cell in group]
 
 
-def prepare_dir(run_dir: Path) -> None:
-    """Create ``run_dir`` and prove it writable, or raise a one-line ConfigError (a ValueError)."""
+def prepare_dir(run_dir: Path, names: tuple[str, ...] = ()) -> None:
+    """Create ``run_dir`` and prove it writable, with each of ``names`` there that exists (``results.check_writable``),
+    or raise a one-line ConfigError (a ValueError)."""
+    from attnbench.results import check_writable
+
+    check_writable(run_dir, names)  # before mkdir: a refused run leaves no folder behind
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".attnbench-write-test"
@@ -107,6 +117,33 @@ def prepare_dir(run_dir: Path) -> None:
         probe.unlink()
     except OSError as e:
         raise ConfigError("run_dir", f"cannot write to {ref('run_dir')} {run_dir}: {e.strerror or e}") from None
+
+
+def stored_config(run_dir: str | os.PathLike) -> SweepConfig | None:
+    """The config of the run's latest session, from its ``meta.json`` (the first, or its last ``resumed`` entry);
+    None for a folder no sweep has written (no meta.json, a joined report, a training run)."""
+    from attnbench.results import read_meta
+
+    meta = read_meta(run_dir)
+    return config_from_dict((meta.get("resumed") or [meta])[-1].get("config"))
+
+
+def planned_skips(config: SweepConfig, cells: list[CellSpec]) -> dict[tuple, str]:
+    """``{cell key: reason}`` of the cells that are ``skipped`` rows without running: those the attention or the
+    device cannot run (the cell's own check, ``cell._check_device``, asked here) and, unless ``config.force``, those
+    whose memory estimate exceeds the machine's (``memory_plan``). The sweep and its dry run both ask this."""
+    from attnbench.cell import SkipCell, _check_device
+    from attnbench.memory_plan import memory_skips
+    from attnbench.registry import get_attention
+
+    out: dict[tuple, str] = {}
+    for c in cells:
+        try:
+            _check_device(c, get_attention(c.model))
+        except SkipCell as e:
+            out[c.key()] = str(e)
+    memory = {} if config.force else memory_skips([c for c in cells if c.key() not in out], config.mem_limit)
+    return {**out, **memory}
 
 
 def _write_meta(run_dir: Path, config: SweepConfig, device: str, resume: bool, calibration: dict[str, Any]) -> None:
@@ -169,7 +206,7 @@ def kept_rows(config: SweepConfig, run_dir: str | os.PathLike, retry_failed: boo
 
 def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool = False, retry_failed: bool = False,
               on_cell: OnCell | None = None, runner: CellRunner | None = None,
-              on_start: OnStart | None = None) -> pd.DataFrame:
+              on_start: OnStart | None = None, extend: bool = False) -> pd.DataFrame:
     """Run the sweep into ``run_dir`` and return all of its rows (earlier ones included when resuming).
 
     Args:
@@ -185,30 +222,33 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
             sweeps); default: a new one with ``config.isolation``, closed at the end.
         on_start: ``on_start(spec, round, done, planned)`` before each round of each cell (0-based ``round``;
             ``done``/``planned`` count cell-rounds, retries added as they are planned): the running cell and an ETA.
+        extend: with ``resume``, ``config`` may add models, N and modes to the run's (``config.check_resume``);
+            without it, a resume must keep the run's cells and their settings as its ``meta.json`` records them.
 
     Returns:
         ``results.load_results(run_dir)``.
 
     Raises:
-        ValueError: bad input (one line), a corrupt results file, or ``run_dir`` in use by another process (its
-            lock), before any cell runs.
+        ValueError: bad input (one line), a resume that changes the run's cells, a corrupt results file, an output
+            that cannot be written, or ``run_dir`` in use by another process (its lock), before any cell runs.
         KeyboardInterrupt: re-raised after the running cell is killed and ``results.parquet`` is rewritten
             (SIGTERM raises ``runner.Terminated``, a KeyboardInterrupt, the same way).
     """
     from attnbench.measure.calibrate import calibrate_cached
-    from attnbench.memory_plan import memory_skips
-    from attnbench.results import RunLock, load_results, write_parquet
+    from attnbench.results import RUN_FILES, RunLock, load_results, write_parquet
     from attnbench.runner import sigterm_as_interrupt
 
     device = validate(config)
     run_dir = Path(run_dir)
-    prepare_dir(run_dir)
+    stored = stored_config(run_dir) if resume else None
+    if stored is not None:
+        check_resume(replace(config, device=device), stored, extend=extend)
+    prepare_dir(run_dir, RUN_FILES)
     with RunLock(run_dir), sigterm_as_interrupt():  # one writer per run dir; SIGTERM cleans up like Ctrl-C
         done_keys = set(kept_rows(config, run_dir, retry_failed)) if resume else set()
         groups = plan_groups(config, device)
-        cells = [c for g in groups for c in g]
-        # cells that cannot fit are skipped rows with their estimate, decided before any cell runs
-        skips = {} if config.force else memory_skips(cells, config.mem_limit)
+        # cells that cannot run or fit are skipped rows with the reason, decided before any cell runs
+        skips = planned_skips(config, [c for g in groups for c in g])
         calibration = calibrate_cached(device, config.threads)  # the run's, for meta.json; groups: _run_group
         _write_meta(run_dir, config, device, resume, calibration)
         rows: list[dict[str, Any]] = []

@@ -17,7 +17,8 @@ USAGE_EXIT = 2
 
 # config field -> flag, where the flag is not "--" + the field with dashes (``flag``): how a ConfigError, which
 # names fields (``attnbench.config``), reads on the command line. Fields of SweepConfig, TrainConfig and run_sweep.
-FLAGS: dict[str, str] = {"seq_lens": "--seq", "modes": "--mode", "hparams": "--hparam", "run_dir": "--out", "formats": "--format"}
+FLAGS: dict[str, str] = {"seq_lens": "--seq", "modes": "--mode", "hparams": "--hparam", "run_dir": "--out",
+                         "formats": "--format"}
 
 
 def flag(field: str) -> str:
@@ -38,14 +39,14 @@ def abort(message: str, code: int = USAGE_EXIT) -> NoReturn:
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the API's ValueError/FileNotFoundError/PermissionError into ``abort`` (a ConfigError in the words of the
-    flags); ATTNBENCH_DEBUG=1 re-raises."""
+    """Turn the API's ValueError and the file errors a user's paths cause into ``abort`` (a ConfigError in the words
+    of the flags); ATTNBENCH_DEBUG=1 re-raises."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+        except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
             if os.environ.get("ATTNBENCH_DEBUG"):
                 raise
             text = e.render(flag) if isinstance(e, ConfigError) else str(e)

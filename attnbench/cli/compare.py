@@ -14,9 +14,9 @@ __all__ = ["compare_cmd"]
 @click.command("compare", short_help="Compare two runs cell by cell: latency B/A with an interval and a verdict.")
 @click.argument("run_a", metavar="RUN_A")
 @click.argument("run_b", metavar="RUN_B")
-@click.option("--fail-above", type=click.FloatRange(min=0), default=None, metavar="PCT",
+@click.option("--fail-above", type=float, default=None, metavar="PCT",
               help="Exit 1 when a cell is slower in RUN_B beyond the noise (its interval above 1) by more than PCT "
-                   "percent; for CI.")
+                   "percent (0 to 10000); for CI.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="Also write the comparison as markdown to this file.")
 @user_errors
@@ -35,8 +35,13 @@ def compare_cmd(run_a: str, run_b: str, fail_above: float | None, out: str | Non
     from rich.table import Table
 
     from attnbench.cli._render import console as _console
-    from attnbench.compare import compare_markdown, compare_runs, fmt_num, regressions
+    from attnbench.compare import check_fail_above, compare_markdown, compare_runs, fmt_num, regressions
+    from attnbench.results import check_writable
 
+    if fail_above is not None:  # a threshold that could never fire must fail here, not pass the CI job
+        check_fail_above(fail_above)
+    if out:
+        check_writable(Path(out).parent, [Path(out).name], field="out")
     cmp = compare_runs(run_a, run_b)
     for w in cmp.warnings:
         click.secho(f"warning: {w}", fg="yellow", err=True)

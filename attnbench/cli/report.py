@@ -46,6 +46,16 @@ def join_runs(run_dirs: list[Path], out: Path) -> Path:
     return out
 
 
+def _check_outputs(out: Path, formats: list[str], *, plots: bool, joining: bool) -> None:
+    """Every file the report will write in ``out`` must be writable, before any is (``results.check_writable``)."""
+    from attnbench.reporting.api import HTML_NAME, REPORT_NAME
+    from attnbench.results import RUN_FILES, check_writable
+
+    names = [*(RUN_FILES if joining else ()), *([REPORT_NAME] if "md" in formats else []),
+             *([HTML_NAME] if "html" in formats else []), *(["*.png"] if plots else [])]
+    check_writable(out, names, field="out")
+
+
 @click.command("report", short_help="Re-render a run's report, or join runs/shards into one.")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "-o", default=None, type=click.Path(file_okay=False, path_type=Path),
@@ -88,6 +98,8 @@ def report_cmd(run_dirs: tuple[Path, ...], out: Path | None, baseline: str | Non
         check_out(dirs, out, joining=len(dirs) > 1)
     if len(dirs) > 1:
         out = out or dirs[0].parent / f"joined-{time.strftime('%Y%m%d-%H%M%S')}"
+    _check_outputs(out or dirs[0], formats, plots=not no_plots, joining=len(dirs) > 1)
+    if len(dirs) > 1:
         try:
             join_runs(dirs, out)
         except OSError as e:

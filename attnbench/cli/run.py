@@ -2,20 +2,24 @@
 from __future__ import annotations
 
 import contextlib
-import os
+import functools
+import math
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from attnbench.cli._common import abort, interruption, user_errors
-from attnbench.config import COMPILE_MODES, DTYPES, MODES, ConfigError, ref
+from attnbench.config import COMPILE_MODES, DTYPES, MAX_MEM_LIMIT, MODES, ConfigError, ref
 from attnbench.skeletons import describe as describe_skeletons
 
-__all__ = ["run", "DEFAULTS", "parse_shard", "parse_modes", "parse_mem", "default_run_name", "prepare_run_dir"]
+__all__ = ["run", "DEFAULTS", "parse_shard", "parse_modes", "parse_mem", "default_run_name", "prepare_run_dir",
+           "run_outputs", "resume_advice"]
 
 # The embedded default (`attnbench run` with no options): every core method, on one attention layer at
 # ViT-Tiny width, 1024..4096 tokens (Linformer's k=256 needs N > 256), inference and training, batch 1.
@@ -45,13 +49,18 @@ def parse_modes(text: str) -> list[str]:
 
 
 def parse_mem(text: str | None) -> int | None:
-    """``"8G"``, ``"512M"``, ``"1.5GiB"``, ``"4096"`` (bytes) -> bytes."""
+    """``"8G"``, ``"512M"``, ``"1.5GiB"``, ``"4096"`` (bytes) -> bytes, from 1 byte to ``MAX_MEM_LIMIT``; errors
+    quote the text as given (a size that rounds to 0 bytes must not read as ``0``)."""
     if text is None:
         return None
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*", text)
-    if not m or float(m[1]) <= 0:
-        raise ConfigError("mem_limit", f"bad {ref('mem_limit')} {text!r}; expected a size such as 8G, 512M or 1.5GiB")
-    return int(float(m[1]) * 1024 ** " KMGT".index((m[2] or " ").upper()))
+    size = float(m[1]) * 1024 ** " KMGT".index((m[2] or " ").upper()) if m else math.nan
+    why = ("expected a size such as 8G, 512M or 1.5GiB" if not m else
+           "less than one byte; expected a size such as 8G, 512M or 1.5GiB" if not size >= 1 else
+           "exceeds the maximum 1 EiB (the range of setrlimit)" if size > MAX_MEM_LIMIT else None)
+    if why:
+        raise ConfigError("mem_limit", f"bad {ref('mem_limit')} {text.strip() or repr(text)}: {why}")
+    return int(size)
 
 
 def default_run_name(skeleton: str, models: str, shard: tuple[int, int] | None = None) -> str:
@@ -62,13 +71,25 @@ def default_run_name(skeleton: str, models: str, shard: tuple[int, int] | None =
     return name + (f"-s{shard[0]}of{shard[1]}" if shard else "")
 
 
+def run_outputs() -> tuple[str, ...]:
+    """Every file ``attnbench run`` writes in its run directory: the sweep's, then the report's and its plots."""
+    from attnbench.reporting.api import HTML_NAME, REPORT_NAME
+    from attnbench.results import RUN_FILES
+
+    return (*RUN_FILES, REPORT_NAME, HTML_NAME, "*.png")
+
+
 def prepare_run_dir(out: str | Path, name: str, resume: bool, *, create: bool = True) -> Path:
-    """Create (or, with resume, find) ``out/name``; one-line ValueError when it cannot be used. ``create=False``
-    (a dry run) makes the same checks and creates nothing."""
+    """Create (or, with resume, find) ``out/name``; one-line ValueError when it cannot be used: a bad name, an
+    output that cannot be written (``run_outputs``), a run there already (without resume), none or a corrupt one
+    (with resume). ``create=False`` makes the same checks and creates nothing."""
     if not name or "/" in name or name in (".", ".."):
         raise ValueError(f"bad --name {name!r}; expected a plain folder name such as my-sweep")
+    from attnbench.results import check_writable
+
     out = Path(out)
     run_dir = out / name
+    check_writable(run_dir, run_outputs())
     if resume:
         if not (run_dir / "results.csv").exists():
             have = sorted(p.name for p in out.iterdir() if (p / "results.csv").exists()) if out.is_dir() else []
@@ -79,23 +100,16 @@ def prepare_run_dir(out: str | Path, name: str, resume: bool, *, create: bool = 
         load_results(run_dir)  # a corrupt file fails here, before anything runs
     elif (run_dir / "results.csv").exists():
         raise ValueError(f"run {run_dir} already exists; pass --resume to finish it or choose another --name")
-    from attnbench.sweep import prepare_dir
-
     if create:
-        prepare_dir(run_dir)
-    else:
-        _check_writable(run_dir)
+        from attnbench.sweep import prepare_dir
+
+        prepare_dir(run_dir, run_outputs())
     return run_dir
 
 
-def _check_writable(run_dir: Path) -> None:
-    """What ``prepare_dir`` would find, without creating anything: the nearest existing folder must be writable."""
-    base = run_dir
-    while not base.exists() and base != base.parent:
-        base = base.parent
-    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
-        raise ConfigError("run_dir", f"cannot write to {ref('run_dir')} {run_dir}: "
-                                     f"{base} is {'not writable' if base.is_dir() else 'not a folder'}")
+def resume_advice(run_dir: Path, out: str | Path) -> str:
+    """The command that finishes an interrupted run as printed: a resume takes the run's options from meta.json."""
+    return shlex.join(["attnbench", "run", "--resume", "--name", run_dir.name, "--out", str(out)])
 
 
 @click.command("run", short_help="Sweep attentions across sequence lengths: FLOPs, memory, latency.",
@@ -118,7 +132,11 @@ def _check_writable(run_dir: Path) -> None:
 @click.option("--out", "-o", default=DEFAULTS["out"], type=click.Path(file_okay=False),
               help="Parent folder of run directories.")
 @click.option("--name", default=None, help="Run directory name under --out  [default: <timestamp>-<skeleton>-<models>]")
-@click.option("--resume", is_flag=True, help="Finish run --name: cells that already have a row are not re-run.")
+@click.option("--resume", is_flag=True, help="Finish run --name with its own options (its meta.json): cells that "
+                                             "already have a row are not re-run; an option that would change its "
+                                             "cells or their settings is refused (see --extend).")
+@click.option("--extend", is_flag=True, help="With --resume, add the given --models, --seq and --mode (and the added "
+                                             "models' --hparam) to the run's cells.")
 @click.option("--retry-failed", is_flag=True, help="With --resume, also re-run cells whose row is error, timeout, "
                                                    "oom or nan (e.g. after raising --timeout).")
 @click.option("--timeout", default=DEFAULTS["timeout"], type=click.FloatRange(min=0, min_open=True),
@@ -153,8 +171,8 @@ def _check_writable(run_dir: Path) -> None:
                                               "write nothing.")
 @user_errors
 def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str, device: str, out: str,
-        name: str | None, resume: bool, retry_failed: bool, timeout: float, min_time: float, threads: int | None,
-        repeats: int, max_retries: int, shard: str | None,
+        name: str | None, resume: bool, extend: bool, retry_failed: bool, timeout: float, min_time: float,
+        threads: int | None, repeats: int, max_retries: int, shard: str | None,
         hparams: tuple[str, ...], mem_limit: str | None, force: bool, compile_: bool, compile_mode: str | None,
         no_plots: bool, dry_run: bool) -> None:
     """Measure params, FLOPs, peak memory and latency of attentions across sequence lengths.
@@ -169,43 +187,52 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
       attnbench run --models soft,performer --seq 1024..16384 --skeleton vit-tiny
       attnbench run --models all --skeleton layer --seq 1024..16384 --timeout 120
       attnbench run -m soft,softmax -s 256..1024:+256 -p soft.landmarks=64 --mode infer
-      attnbench run --name big --resume                       # finish an interrupted run
+      attnbench run --name big --resume                       # finish an interrupted run, with its own options
+      attnbench run --name big --resume --extend -m cosformer # add a model to it
       attnbench run --shard 1/4 --name big-s1 ...             # shard 1 of 4 (0-based)
       attnbench run --models all --seq 1024..16384 --dry-run  # what would run, and for how long
     """
-    from attnbench.config import SweepConfig, validate
-    from attnbench.registry import parse_models, resolve_hparams
-    from attnbench.seqspec import parse_seq
+    from attnbench.config import SweepConfig, check_resume, resumed_config, validate
 
-    # the text options first (cheap), then what needs the registry; validate() checks the values
-    seq_lens, modes, shard_t, mem_bytes = parse_seq(seq), parse_modes(mode), parse_shard(shard), parse_mem(mem_limit)
     if retry_failed and not resume:
         raise ValueError("--retry-failed goes with --resume --name <run> (the run whose failed cells to re-run)")
+    if extend and not resume:
+        raise ValueError("--extend goes with --resume --name <run> (the run to add cells to)")
     if resume and name is None:
         raise ValueError("--resume needs --name <run> (the folder under --out to finish)")
-    names = parse_models(models)
-    config = SweepConfig(models=names, seq_lens=seq_lens, skeleton=skeleton, batch=batch, dtype=dtype, modes=modes,
-                         device=device, hparams=resolve_hparams(list(hparams)), timeout=timeout, min_time=min_time,
-                         threads=threads, mem_limit=mem_bytes, shard=shard_t, force=force, repeats=repeats,
-                         max_retries=max_retries,
-                         compile=compile_mode or ("default" if compile_ else None))
+    # the text options first (cheap), then what needs the registry; validate() checks the values
+    options = dict(seq=seq, mode=mode, shard=shard, mem_limit=mem_limit, models=models, hparams=hparams,
+                   skeleton=skeleton, batch=batch, dtype=dtype, device=device, timeout=timeout, min_time=min_time,
+                   threads=threads, repeats=repeats, max_retries=max_retries, force=force,
+                   compile=compile_mode or ("default" if compile_ else None))
+    # a resume takes the run's own options; only those the user set are parsed, and compared with the run's
+    fields = _config_fields(options, _given(options) if resume else None)
+    if name is None:
+        name = default_run_name(skeleton, models, fields["shard"])
+    run_dir = prepare_run_dir(out, name, resume, create=False)  # created once every option is checked
+    stored = _stored_config(run_dir) if resume else None
+    config = resumed_config(stored, fields, extend=extend) if stored else SweepConfig(**fields)
     config.device = dev = validate(config)  # every check before the run directory exists; auto -> cpu or cuda
-    from attnbench.sweep import run_sweep
-
-    run_dir = prepare_run_dir(out, default_run_name(skeleton, models, shard_t) if name is None else name, resume,
-                              create=not dry_run)
+    if stored:
+        check_resume(config, stored, extend=extend)
     if dry_run:
         from attnbench.cli.plan import print_plan
         from attnbench.plan import plan_sweep
 
         print_plan(plan_sweep(config, run_dir, resume=resume, retry_failed=retry_failed), run_dir)
         return
-    click.echo(f"attnbench run: {len(names)} models x {len(seq_lens)} N x {len(modes)} modes on {skeleton}, "
-               f"{dev}, {dtype}, batch {batch}" + (f", shard {shard_t[0]}/{shard_t[1]}" if shard_t else "")
-               + f" -> {run_dir}", err=True)
+    from attnbench.sweep import prepare_dir, run_sweep
+
+    prepare_dir(run_dir, run_outputs())
+    shard_t = config.shard
+    click.echo(f"attnbench run: {len(config.models)} models x {len(config.seq_lens)} N x {len(config.modes)} modes on "
+               f"{config.skeleton}, {dev}, {config.dtype}, batch {config.batch}" +
+               (f", shard {shard_t[0]}/{shard_t[1]}" if shard_t else "") + f" -> {run_dir}", err=True)
     t0 = time.perf_counter()
+    # extend= only when set: a sweep function without it (a stand-in) still serves every other run
+    sweep = functools.partial(run_sweep, extend=True) if extend else run_sweep
     try:
-        _sweep_with_progress(run_sweep, config, run_dir, resume, retry_failed)
+        _sweep_with_progress(sweep, config, run_dir, resume, retry_failed)
     except KeyboardInterrupt as e:
         code, what = interruption(e)
         kept = _finalize(run_dir, plots=False, quiet=True)
@@ -215,9 +242,43 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
             with contextlib.suppress(OSError):
                 run_dir.rmdir()
             abort(f"{what} before the first cell finished: nothing was kept; run the same command again", code)
-        abort(f"{what}: {kept} finished rows kept in {run_dir}; finish with "
-              f"'attnbench run --resume --name {run_dir.name} --out {out}' and the same options", code)
+        abort(f"{what}: {kept} finished rows kept in {run_dir}; finish with: {resume_advice(run_dir, out)}", code)
     _finalize(run_dir, plots=not no_plots, quiet=False, elapsed=time.perf_counter() - t0)
+
+
+def _given(options: dict[str, Any]) -> set[str]:
+    """The ``options`` the user set (on the command line or in the environment), as opposed to click's defaults."""
+    ctx = click.get_current_context()
+    params = {name: [name] for name in options} | {"compile": ["compile_", "compile_mode"]}
+    return {name for name, ps in params.items()
+            if any(ctx.get_parameter_source(p) not in (None, ParameterSource.DEFAULT) for p in ps)}
+
+
+def _config_fields(options: dict[str, Any], given: set[str] | None) -> dict[str, Any]:
+    """SweepConfig fields parsed from the command-line ``options``: all of them, or only those ``given``."""
+    from attnbench.registry import parse_models, resolve_hparams
+    from attnbench.seqspec import parse_seq
+
+    parsers = {"seq": ("seq_lens", parse_seq), "mode": ("modes", parse_modes), "shard": ("shard", parse_shard),
+               "mem_limit": ("mem_limit", parse_mem), "models": ("models", parse_models),
+               "hparams": ("hparams", lambda pairs: resolve_hparams(list(pairs)))}
+    out: dict[str, Any] = {}
+    for option, value in options.items():
+        if given is None or option in given:
+            field, parse = parsers.get(option, (option, None))
+            out[field] = parse(value) if parse else value
+    return out
+
+
+def _stored_config(run_dir: Path) -> Any:
+    """The options the run was made with (its meta.json), which a resume runs again."""
+    from attnbench.sweep import stored_config
+
+    stored = stored_config(run_dir)
+    if stored is None:
+        raise ValueError(f"--resume: {run_dir} records no options of `attnbench run` (meta.json has no config: a "
+                         "joined report, a training run or a lost file); start a new run under another --name")
+    return stored
 
 
 def _sweep_with_progress(run_sweep: Any, config: Any, run_dir: Path, resume: bool, retry_failed: bool = False) -> Any:

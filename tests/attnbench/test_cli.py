@@ -2,8 +2,9 @@
 and the run -> report flow against a stand-in engine (the real engine's end-to-end runs: test_cli_e2e.py)."""
 from __future__ import annotations
 
-import json
+import dataclasses
 import re
+import shlex
 import subprocess
 import sys
 import types
@@ -103,7 +104,15 @@ BAD_RUN_INPUTS = {
     "zero-repeats": (["--repeats", "0"], ["--repeats"]),
     "text-repeats": (["--repeats", "abc"], ["--repeats", "not a valid integer"]),
     "negative-retries": (["--max-retries", "-1"], ["--max-retries"]),
+    "tiny-mem-limit": (["--mem-limit", "0.0001"], ["bad --mem-limit 0.0001: less than one byte"]),
+    "huge-mem-limit": (["--mem-limit", "9" * 400 + "T"], ["bad --mem-limit 999", "exceeds the maximum 1 EiB"]),
+    "nan-timeout": (["--timeout", "nan"], ["bad --timeout nan"]),
+    "inf-min-time": (["--min-time", "inf"], ["bad --min-time inf"]),
+    "huge-repeats": (["--repeats", "1000000000"], ["--repeats 1000000000 exceeds the maximum 1000"]),
+    "huge-retries": (["--max-retries", "1000000000"], ["--max-retries 1000000000 exceeds the maximum 100"]),
+    "huge-shards": (["--shard", "0/1000000"], ["--shard 0/1000000", "shards exceed the maximum 65536"]),
     "resume-without-name": (["--resume"], ["--resume needs --name"]),
+    "extend-without-resume": (["--extend"], ["--extend goes with --resume"]),
     "unknown-option": (["--sequence", "1024"], ["No such option"]),
 }
 
@@ -174,15 +183,29 @@ def _stand_in_sweep() -> types.ModuleType:
     mod.__dict__.update({k: v for k, v in vars(real).items() if not k.startswith("__")})
     return mod
 
+def _write_meta(run_dir, config, resume: bool) -> None:
+    """The engine's meta.json, as far as the CLI reads it: the config of each session (what --resume runs again)."""
+    from attnbench.results import read_meta, write_meta
+
+    entry = {"config": {**dataclasses.asdict(config), "device_resolved": config.device}}
+    meta = read_meta(run_dir) if resume else {}
+    if meta:
+        meta.setdefault("resumed", []).append(entry)
+    write_meta(run_dir, meta or entry)
+
+
 def fake_engine(monkeypatch, *, interrupt_after: int | None = None):
     """Install an ``attnbench.sweep`` that follows the engine's contract without measuring anything."""
-    from attnbench.sweep import SweepConfig  # the real config: the CLI must build exactly what the engine takes
+    from attnbench.sweep import SweepConfig, plan_cells  # the real config: the CLI must build what the engine takes
 
     calls: list = []
 
-    def run_sweep(config, run_dir, *, resume=False, retry_failed=False, on_cell=None, on_start=None):
+    def run_sweep(config, run_dir, *, resume=False, retry_failed=False, on_cell=None, on_start=None, extend=False):
         calls.append(config)
+        _write_meta(run_dir, config, resume)
         cells = [(m, n, mode) for m in config.models for n in config.seq_lens for mode in config.modes]
+        # the real cells' keys (as a dry run plans them); the stand-in ignores shards
+        specs = {(c.model, c.seq_len, c.mode): c for c in plan_cells(dataclasses.replace(config, shard=None))}
         done_keys = set()
         if resume:
             old = load_results(run_dir)
@@ -197,7 +220,7 @@ def fake_engine(monkeypatch, *, interrupt_after: int | None = None):
                        dtype=config.dtype, device=config.device, mode=mode, status="ok", params=1000,
                        macs=n * 1000, flops=n * 2000, peak_mem_bytes=n * 4096, latency_ms_median=lat,
                        latency_ms_iqr=lat / 50, throughput_per_s=1000 / lat,
-                       hparams=json.dumps(config.hparams.get(m, {})))
+                       hparams=specs[(m, n, mode)].hparams)
             append_row(run_dir, row)
             if on_cell:
                 on_cell(None, row, i + 1, len(cells))
@@ -242,11 +265,12 @@ def test_ctrl_c_keeps_finished_rows_and_exits_130(tmp_path, monkeypatch):
                           after_progress=True)
     assert len(load_results(out / "cut")) == 3
     assert (out / "cut" / "results.parquet").exists()
-    fake_engine(monkeypatch)  # finish it
-    r = invoke("run", "--models", "soft,softmax", "--seq", "256,1024", "--mode", "infer", "--device", "cpu",
-               "--out", out, "--name", "cut", "--resume")
+    calls = fake_engine(monkeypatch)  # finish it with the command the error printed, as printed
+    advice = shlex.split(r.stderr.strip().splitlines()[-1].partition("finish with: ")[2])
+    assert advice[:2] == ["attnbench", "run"]
+    r = invoke(*advice[1:])
     assert r.exit_code == 0, r.output
-    assert len(load_results(out / "cut")) == 4
+    assert len(load_results(out / "cut")) == 4 and calls[0].models == ["soft", "softmax"]
 
 
 def test_report_joins_runs_into_a_new_run_dir(tmp_path, monkeypatch):

@@ -84,7 +84,7 @@ def test_resume_of_a_larger_sweep_runs_only_the_new_cells(layer_run):
     out, run_dir, _ = layer_run
     before = (run_dir / "results.csv").read_bytes()
     r = invoke("run", *[a if a != "64,256" else "64,144,256" for a in SMALL], "--out", out, "--name", "layer",
-               "--resume", "--no-plots")
+               "--resume", "--extend", "--no-plots")
     assert r.exit_code == 0, r.output
     df = load_results(run_dir)
     assert len(df) == 9 and sorted(df.seq_len.unique()) == [64, 144, 256]

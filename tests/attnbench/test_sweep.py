@@ -37,7 +37,10 @@ def cfg(**kw) -> SweepConfig:
     ({"seq_lens": [0]}, "bad sequence length"),
     ({"shard": (2, 2)}, "bad shard"),
     ({"repeats": 0}, "bad repeats"),
+    ({"repeats": 10**9}, "repeats 1000000000 exceeds the maximum 1000"),
     ({"max_retries": -1}, "bad max_retries"),
+    ({"max_retries": 10**9}, "max_retries 1000000000 exceeds the maximum 100"),
+    ({"shard": (0, 10**9)}, "shards exceed the maximum"),
     ({"hparams": {OK: {"no_such_knob": 1}}}, "no_such_knob"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_bad_input_fails_before_any_cell(tmp_path: Path, kw: dict, match: str) -> None:
@@ -108,13 +111,15 @@ def test_sweep_rows_failures_resume(tmp_path: Path, cell_runner) -> None:
     assert [len(json.loads(v)) for v in ok.latency_ms_rounds] == [2, 2] and set(ok.trusted) <= {0, 1}
     assert df.pair_group.nunique() == 2 and "machine" in meta and meta["machine"]["cells_timed"] == 2
 
-    # resume: nothing finished runs again; a new N runs only its own cells
+    # resume: nothing finished runs again; an added N (extend) runs only its own cells
     again = []
     run_sweep(cfg(models=[OK, FAIL], seq_lens=[16, 64]), run, resume=True, runner=cell_runner,
               on_cell=lambda *a: again.append(a))
     assert again == []
-    df2 = run_sweep(cfg(models=[OK, FAIL], seq_lens=[16, 64, 144]), run, resume=True, runner=cell_runner,
-                    on_cell=lambda spec, row, done, total: again.append(spec.seq_len))
+    with pytest.raises(ValueError, match="seq_lens 16,64,144 differs from the run's 16,64"):
+        run_sweep(cfg(models=[OK, FAIL], seq_lens=[16, 64, 144]), run, resume=True, runner=cell_runner)
+    df2 = run_sweep(cfg(models=[OK, FAIL], seq_lens=[16, 64, 144]), run, resume=True, extend=True,
+                    runner=cell_runner, on_cell=lambda spec, row, done, total: again.append(spec.seq_len))
     assert again == [144, 144] and len(df2) == 6
     assert len(json.loads((run / "meta.json").read_text())["resumed"]) == 2
 
