@@ -19,9 +19,11 @@ import pandas as pd
 from attnbench.results import KEY_COLUMNS, load_results, read_meta
 from attnbench.stats import CONFIDENCE, Interval, bootstrap_ratio, change_verdict, finite, used_rounds
 
-__all__ = ["ENV_KEYS", "Comparison", "compare_runs", "regressions", "check_fail_above", "compare_markdown", "fmt_num"]
+__all__ = ["ENV_KEYS", "Comparison", "env_differences", "compare_runs", "regressions", "check_fail_above",
+           "compare_markdown", "fmt_num"]
 
-ENV_KEYS = ("cpu", "cpu_count", "gpu", "torch", "cuda")  # environment fields that make timings incomparable
+# environment fields that make timings incomparable (with machine.IDENTITY_KEYS, the hardware beyond its name)
+ENV_KEYS = ("cpu", "cpu_count", "gpu", "torch", "cuda")
 COLUMNS = ["model", "skeleton", "seq_len", "batch", "dtype", "device", "mode", "a_ms", "b_ms", "ratio", "lo", "hi",
            "verdict", "note"]
 
@@ -71,9 +73,14 @@ def _fallback(a: dict[str, Any], b: dict[str, Any]) -> Interval:
                     1, 0.5, "quartiles")
 
 
-def _env_differences(ma: dict[str, Any], mb: dict[str, Any]) -> list[str]:
-    ea, eb = ma.get("environment") or {}, mb.get("environment") or {}
-    return [f"{k} {ea.get(k)!r} vs {eb.get(k)!r}" for k in ENV_KEYS if ea.get(k) != eb.get(k)]
+def env_differences(ea: dict[str, Any], eb: dict[str, Any]) -> list[str]:
+    """What makes two runs' timings incomparable, one phrase each, from their ``environment()`` (meta.json's, or a
+    report's flattened meta): the model, cores and software (:data:`ENV_KEYS`; missing counts as a value: a GPU on
+    one side only), then the hardware's identity (``machine.IDENTITY_KEYS``: family, model, stepping, kernel ISA,
+    GPU capability and driver; a key an older meta.json lacks is unknown, not a difference)."""
+    from attnbench.machine import differences
+
+    return [f"{k} {ea.get(k)!r} vs {eb.get(k)!r}" for k in ENV_KEYS if ea.get(k) != eb.get(k)] + differences(ea, eb)
 
 
 def _compare_cell(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +113,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> Comparison:
     ra, rb = (df.set_index("_key").to_dict("index") for df in (da, db))
     table = pd.DataFrame([_compare_cell(ra[k], rb[k]) for k in common]).reindex(columns=COLUMNS)
     warnings = []
-    diff = _env_differences(ma, mb)
+    diff = env_differences(ma.get("environment") or {}, mb.get("environment") or {})
     if diff:
         warnings.append("the runs come from different machines or software: " + "; ".join(diff) +
                         "; their ratios mix the change with the difference")
@@ -131,8 +138,11 @@ def regressions(cmp: Comparison, fail_above_pct: float) -> pd.DataFrame:
 
 
 def fmt_num(v: Any) -> str:
-    """3 significant figures; ∞; a dash for a missing value."""
-    return f"{v:.3g}" if finite(v) else ("∞" if isinstance(v, float) and v == math.inf else "—")
+    """3 significant figures as the report writes them (``reporting.format.fmt_sig``: ``1,020``, never ``1.02e+03``);
+    ∞; a dash for a missing value."""
+    from attnbench.reporting.format import fmt_sig
+
+    return fmt_sig(v, 3) if finite(v) else ("∞" if isinstance(v, float) and v == math.inf else "—")
 
 
 def compare_markdown(cmp: Comparison) -> str:

@@ -23,7 +23,9 @@ __all__ = ["Mode", "Dtype", "DeviceKind", "Isolation", "MODES", "DTYPES", "DEVIC
            "check_device", "resolve_device", "check_hparam_keys", "check_hparam_values", "SweepConfig", "validate",
            "config_from_dict", "resumed_config", "check_resume", "RESUME_FIXED", "EXTENDABLE",
            "MAX_SEQ_LEN", "MAX_BATCH", "MAX_TIMEOUT", "MAX_MIN_TIME", "MAX_THREADS", "MAX_MEM_LIMIT", "MAX_REPEATS",
-           "MAX_RETRIES", "MAX_SHARDS", "MAX_FAIL_ABOVE"]
+           "MAX_RETRIES", "MAX_SHARDS", "MAX_FAIL_ABOVE", "AUTO", "AUTO_FIRST_ROUNDS", "AUTO_MAX_ROUNDS",
+           "AUTO_GROUP_BUDGET_S", "MAX_TARGET_CI", "check_repeats", "check_rounds", "first_rounds", "round_cap",
+           "rounds_text"]
 
 Mode = Literal["infer", "train"]
 Dtype = Literal["fp32", "bf16", "fp16"]  # fp32, or autocast to bf16/fp16 (the weights stay fp32)
@@ -48,6 +50,14 @@ MAX_REPEATS = 1000  # timing rounds per cell: --min-time is split over them, so 
 MAX_RETRIES = 100  # extra rounds for an untrusted cell
 MAX_SHARDS = 2**16  # array jobs; beyond the sweep's (N, mode) groups a shard is empty anyway
 MAX_FAIL_ABOVE = 10_000.0  # percent: B 101 times slower than A; a larger threshold would switch the gate off
+MAX_TARGET_CI = 100.0  # percent: an interval ±100 % wide says nothing; a larger target would stop every group at once
+
+# --repeats auto: the first rounds every cell gets, then more for a group until every speed-up's interval is narrow
+# (--target-ci) or the cap: --max-rounds (this default), or the group's time budget, whichever comes first
+AUTO = "auto"
+AUTO_FIRST_ROUNDS = 3
+AUTO_MAX_ROUNDS = 9
+AUTO_GROUP_BUDGET_S = 300.0  # a group starts no extra round that would end after this many seconds of its rounds
 
 _REF = "\x1f"  # ASCII unit separator around a field name in a message: never part of a user's value
 
@@ -192,8 +202,15 @@ class SweepConfig:
         isolation: ``fork`` (cells forked from a pre-imported server: ~0.1 s start) or ``spawn`` (a new
             interpreter per cell: ~6-10 s start). Both give every cell a fresh process.
         repeats: timing rounds per cell; the cells of one (N, mode) run back to back in each round, in a rotating
-            order, and ratios are paired per round (``attnbench.stats``).
-        max_retries: extra rounds for a cell that fails the trust rules, before it is marked untrusted.
+            order, and ratios are paired per round (``attnbench.stats``). ``"auto"``: :data:`AUTO_FIRST_ROUNDS`,
+            then more for the group's cells whose speed-up interval against the baseline is wider than
+            ``target_ci`` or that fail the trust rules, up to ``max_rounds`` and :data:`AUTO_GROUP_BUDGET_S`.
+        max_retries: extra rounds for a cell that fails the trust rules, before it is marked untrusted (a fixed
+            ``repeats``; with ``"auto"`` the extra rounds go up to ``max_rounds``).
+        target_ci: with ``repeats="auto"``, the widest speed-up interval that needs no more rounds: its half-width
+            in percent of the speed-up.
+        max_rounds: the most rounds a cell may take, extra rounds included; None: :data:`AUTO_MAX_ROUNDS` with
+            ``"auto"``, ``repeats + max_retries`` with a fixed count.
         force: run cells whose estimated memory exceeds the machine's (or ``mem_limit``) too; by default they are
             planned as ``skipped`` rows giving the estimate (``attnbench.memory_plan``).
         compile: ``torch.compile`` (inductor) mode applied to the skeleton of every cell, or None for eager. The
@@ -214,10 +231,35 @@ class SweepConfig:
     mem_limit: int | None = None
     shard: tuple[int, int] | None = None
     isolation: Isolation = "fork"
-    repeats: int = 3
+    repeats: int | Literal["auto"] = AUTO
     max_retries: int = 2
     force: bool = False
     compile: CompileMode | None = None
+    target_ci: float = 5.0
+    max_rounds: int | None = None
+
+
+def first_rounds(config: SweepConfig) -> int:
+    """The rounds every cell of a group gets before its cells are judged: ``repeats``, or 3 with ``"auto"``."""
+    return AUTO_FIRST_ROUNDS if config.repeats == AUTO else int(config.repeats)
+
+
+def round_cap(config: SweepConfig) -> int:
+    """The most rounds a cell may take, extra rounds included (``max_rounds``, else its default)."""
+    if config.max_rounds is not None:
+        return config.max_rounds if config.repeats == AUTO else min(config.max_rounds,
+                                                                    config.repeats + config.max_retries)
+    return AUTO_MAX_ROUNDS if config.repeats == AUTO else config.repeats + config.max_retries
+
+
+def rounds_text(repeats: Any, max_rounds: Any = None, target_ci: Any = None) -> str:
+    """How many rounds a cell gets, in words: ``3 rounds``, or ``3 to 9 rounds (auto: until each speed-up's interval
+    is within ±5 %)`` (a meta.json's config values, as stored)."""
+    if repeats != AUTO:
+        return f"{repeats} round(s)"
+    cap = max_rounds if isinstance(max_rounds, int) else AUTO_MAX_ROUNDS
+    target = f"±{target_ci:g} %" if isinstance(target_ci, (int, float)) else "the target"
+    return f"{AUTO_FIRST_ROUNDS} to {cap} rounds (auto: until each speed-up's interval is within {target})"
 
 
 def check_compile(mode: str | None, device: str) -> None:
@@ -252,10 +294,10 @@ def validate(config: SweepConfig) -> str:
     check_at_most("mem_limit", config.mem_limit, MAX_MEM_LIMIT, "1 EiB, the range of setrlimit")
     check_choice("isolation", config.isolation, ISOLATIONS)
     check_compile(config.compile, config.device)
-    check_positive("repeats", config.repeats, "a count of rounds >= 1", integer=True)
-    check_at_most("repeats", config.repeats, MAX_REPEATS, "rounds per cell; --min-time is split over them")
+    check_repeats(config.repeats)
     check_nonnegative("max_retries", config.max_retries, "a count >= 0", integer=True)
     check_at_most("max_retries", config.max_retries, MAX_RETRIES, "extra rounds per untrusted cell")
+    check_rounds(config)
     _check_shard(config.shard)
     for model, hp in config.hparams.items():
         if model not in entries:
@@ -265,6 +307,29 @@ def validate(config: SweepConfig) -> str:
         if not family.per_stage_hparams:  # such a skeleton sets per-stage values; it checks them when built
             check_hparam_values(entries[model], hp, max(config.seq_lens))
     return resolve_device(config.device)
+
+
+def check_repeats(repeats: Any) -> None:
+    """``"auto"`` or a count of rounds in 1 .. ``MAX_REPEATS``."""
+    if repeats == AUTO:
+        return
+    check_positive("repeats", repeats, f"{AUTO} or a count of rounds >= 1", integer=True)
+    check_at_most("repeats", repeats, MAX_REPEATS, "rounds per cell; --min-time is split over them")
+
+
+def check_rounds(config: SweepConfig) -> None:
+    """``target_ci`` a finite percentage in (0, 100]; ``max_rounds`` None or at least the first rounds."""
+    check_positive("target_ci", config.target_ci, "a finite percentage > 0, e.g. 5")
+    check_at_most("target_ci", config.target_ci, MAX_TARGET_CI, "an interval ±100 % wide says nothing")
+    if config.max_rounds is None:
+        return
+    check_positive("max_rounds", config.max_rounds, "a count of rounds >= 1", integer=True)
+    check_at_most("max_rounds", config.max_rounds, MAX_REPEATS + MAX_RETRIES, "rounds per cell")
+    first = first_rounds(config)
+    if config.max_rounds < first:
+        given = f"{ref('repeats')} {config.repeats}" + (f"'s first {first} rounds" if config.repeats == AUTO else "")
+        raise ConfigError("max_rounds", f"{ref('max_rounds')} {config.max_rounds} is below {given}; a cell takes "
+                                        f"at least those")
 
 
 def _check_models(models: list[str]) -> dict[str, Any]:

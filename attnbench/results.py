@@ -22,7 +22,8 @@ from attnbench.schema import IDENTITY, KEY_COLUMNS, OUTCOME, ROUNDS, RUN, STATUS
 
 __all__ = ["COLUMNS", "COLUMN_SPECS", "NUMERIC_COLUMNS", "ALL_COLUMNS", "TRAIN_COLUMNS", "STATUSES", "KEY_COLUMNS",
            "Row", "RunLock", "new_row", "append_row", "load_results", "write_parquet",
-           "environment", "write_meta", "read_meta", "write_text_atomic", "check_writable", "RUN_FILES"]
+           "environment", "command_line", "write_meta", "read_meta", "write_text_atomic", "check_writable",
+           "RUN_FILES"]
 
 
 def _schema() -> list[Column]:
@@ -232,6 +233,53 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def command_line(argv: list[str] | None = None) -> str:
+    """The command as a user would type it again: ``attnbench run ...`` whether it ran as the installed script
+    (``/root/.pyenv/.../bin/attnbench``) or ``python -m attnbench`` (``.../attnbench/__main__.py``); any other
+    program as ``python <its file name> ...``; arguments quoted for a shell where they need it."""
+    import shlex
+
+    argv = list(sys.argv if argv is None else argv)
+    prog = argv[0] if argv else ""
+    path = Path(prog)
+    if path.name == "attnbench" or (path.name == "__main__.py" and path.parent.name == "attnbench"):
+        head = "attnbench"
+    elif prog == "-c":
+        head = "python -c"
+    else:
+        head = f"python {path.name}".strip()
+    return " ".join([head, shlex.join(argv[1:])]).strip()
+
+
+def _cpu_env() -> dict[str, Any]:
+    """The CPU as torch sees it: model name, identity and kernel ISA (``machine.cpu_identity``), and the ATen
+    capability torch dispatches to (``AVX2``, ``AVX512``, ...)."""
+    import torch
+
+    from attnbench.machine import cpu_identity
+
+    env: dict[str, Any] = {"cpu": _cpu_model(), **cpu_identity()}
+    try:
+        env["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        pass
+    return env
+
+
+def _gpu_env(device: str | None) -> dict[str, Any]:
+    """The GPU a CUDA run used: name, compute capability, CUDA runtime and kernel driver; ``{}`` without CUDA."""
+    import torch
+
+    from attnbench.machine import gpu_driver
+
+    if not torch.cuda.is_available():
+        return {}
+    dev = torch.device(device) if device and device.startswith("cuda") else torch.device("cuda", 0)
+    props = torch.cuda.get_device_properties(dev)
+    return {"cuda": torch.version.cuda, "gpu": props.name, "gpu_capability": f"{props.major}.{props.minor}",
+            "gpu_driver": gpu_driver()}
+
+
 def environment(device: str | None = None) -> dict[str, Any]:
     """Versions, hardware and command line: what a reader needs to trust or reproduce a number."""
     import torch
@@ -243,11 +291,11 @@ def environment(device: str | None = None) -> dict[str, Any]:
         "git_commit": _git_commit(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "cpu": _cpu_model(),
+        **_cpu_env(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
-        "command": " ".join(sys.argv),
+        "command": command_line(),
         "cuda_available": torch.cuda.is_available(),
     }
     try:
@@ -256,9 +304,7 @@ def environment(device: str | None = None) -> dict[str, Any]:
         env["timm"] = timm.__version__
     except ImportError:
         env["timm"] = None
-    if torch.cuda.is_available():
-        env["cuda"] = torch.version.cuda
-        env["gpu"] = torch.cuda.get_device_name(torch.device(device) if device and device.startswith("cuda") else 0)
+    env.update(_gpu_env(device))
     env["device"] = device
     return env
 

@@ -15,6 +15,8 @@ to back, so that a ratio taken *within* a round (a **paired** ratio) sees the sa
   an exact **order-statistic** (distribution-free) confidence interval for the median (:func:`median_interval`):
   the widest-needed pair of order statistics whose binomial coverage reaches :data:`CONFIDENCE`; with fewer than 6
   pairs no pair reaches 95 %, and the interval is min–max with its actual coverage (3 rounds: 75 %).
+* **Enough rounds** (``--repeats auto``): a speed-up interval is narrow enough when its half-width over its median
+  (:func:`interval_halfwidth`) is at most ``--target-ci``; the sweep adds rounds until it is (``sweep._next_round``).
 * **Comparing two runs** (``attnbench compare``): rounds of different runs are not paired, so the ratio of medians
   B/A gets a percentile **bootstrap** interval with a fixed seed (:func:`bootstrap_ratio`).
 * **Break-even N**: where the speed-up crosses 1, interpolated log-log, with the N where its interval's ends cross
@@ -31,9 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 __all__ = ["BASELINES", "CONFIDENCE", "MIN_TIMED_BLOCKS", "SPREAD_MAX", "LOAD_TOL", "BUSY_SHARE", "TRUST_RULES",
-           "Interval", "median_interval", "used_rounds", "paired_ratios", "speedup_interval", "bootstrap_ratio",
-           "change_verdict", "RoundResult", "disturbed", "CellSummary", "summarize", "rotation", "crossing",
-           "BreakEven", "break_even", "machine_warning", "finite", "positive"]
+           "Interval", "median_interval", "used_rounds", "paired_ratios", "speedup_interval", "interval_halfwidth",
+           "bootstrap_ratio", "change_verdict", "RoundResult", "others_exceed", "disturbed", "CellSummary", "summarize",
+           "rotation", "crossing", "BreakEven", "break_even", "machine_warning", "finite", "positive"]
 
 BASELINES = ("softmax", "softmax-math", "softmax-xformers")  # the first one present is the ratios' reference
 CONFIDENCE = 0.95
@@ -150,6 +152,12 @@ def bootstrap_ratio(a: Sequence[float], b: Sequence[float], *, confidence: float
                     "bootstrap")
 
 
+def interval_halfwidth(iv: Interval) -> float:
+    """Half the interval's width relative to its median (0.05: ±5 %), what ``--target-ci`` bounds; inf for a
+    median <= 0."""
+    return (iv.hi - iv.lo) / 2 / iv.mid if iv.mid > 0 else math.inf
+
+
 def change_verdict(iv: Interval) -> str:
     """For a latency ratio new / old: ``slower`` (interval above 1), ``faster`` (below 1) or ``within noise``."""
     if iv.lo > 1:
@@ -183,11 +191,17 @@ class RoundResult:
     cores: int
 
 
-def disturbed(r: RoundResult) -> bool:
-    """Other processes took more than the cores the cell left free (``cores - threads``) plus LOAD_TOL."""
-    if r.other_share is None:
+def others_exceed(other_share: float | None, cores: int, threads: int) -> bool:
+    """Other processes took more than the cores a measurement left free (``cores - threads``) plus LOAD_TOL: the
+    load check of a timing round, and of the calibration (unknown load passes)."""
+    if other_share is None:
         return False
-    return r.other_share * r.cores > max(0, r.cores - r.threads) + LOAD_TOL
+    return other_share * cores > max(0, cores - threads) + LOAD_TOL
+
+
+def disturbed(r: RoundResult) -> bool:
+    """The round's other processes took more than the cores the cell left free (:func:`others_exceed`)."""
+    return others_exceed(r.other_share, r.cores, r.threads)
 
 
 @dataclass

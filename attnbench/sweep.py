@@ -17,6 +17,13 @@ rows appended as groups finish.
   rounds, up to ``config.max_retries``; cells untrusted for load are not re-measured while the machine is still
   busy (fewer idle cores than the group's threads: the retry would be disturbed too). A cell still untrusted is
   written with ``trusted`` 0 and the reason.
+* **Rounds where they are needed** (``repeats="auto"``, the default). After the first 3 rounds
+  (``config.AUTO_FIRST_ROUNDS``), the group keeps adding rounds, interleaved and paired the same way, for the cells
+  whose paired speed-up interval against the baseline (``stats.speedup_interval``) has a half-width above
+  ``config.target_ci`` percent, and for the untrusted ones, each with the baseline, until none is left or the cap:
+  ``config.round_cap`` rounds (``max_rounds``, default 9) or a round that would end past
+  ``config.AUTO_GROUP_BUDGET_S`` seconds of the group's rounds. An interval still wide at the cap is said in the
+  cell's ``reason``; a cell still untrusted stays untrusted.
 * **Order and shards.** Groups run N by N, both modes of an N together (alternating which mode goes first, so
   that shards mix them). Shard ``(i, n)`` (0-based) takes every n-th group starting at i: disjoint, and the union
   of the n shards is the whole sweep; a group is never split, so every pair is measured in one shard. Give each
@@ -42,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import statistics
 import time
@@ -53,8 +61,8 @@ from typing import Any, Callable
 import pandas as pd
 
 from attnbench.cell import CellSpec, key_of
-from attnbench.config import (ConfigError, SweepConfig, check_resume, config_from_dict, ref, resolve_device,
-                               validate)
+from attnbench.config import (AUTO, AUTO_GROUP_BUDGET_S, ConfigError, SweepConfig, check_resume, config_from_dict,
+                               first_rounds, ref, resolve_device, round_cap, validate)
 from attnbench.runner import CellRunner
 from attnbench.stats import BASELINES
 
@@ -186,8 +194,9 @@ def _finish_meta(run_dir: Path, rows: list[dict[str, Any]]) -> None:
 
 def _with_peak(cell: CellSpec, calibration: dict[str, Any]) -> CellSpec:
     """``cell`` with the run's calibrated matmul GFLOP/s for its dtype (``measure.calibrate``): its share of peak."""
-    peak = calibration.get("matmul_gflops", {}).get("fp32" if cell.dtype == "fp32" else "bf16")
-    return replace(cell, peak_gflops=peak)
+    from attnbench.measure.calibrate import peak_of
+
+    return replace(cell, peak_gflops=peak_of(calibration, cell.dtype))
 
 
 RETRYABLE = ("error", "timeout", "oom", "nan")
@@ -249,7 +258,8 @@ def run_sweep(config: SweepConfig, run_dir: str | os.PathLike, *, resume: bool =
         groups = plan_groups(config, device)
         # cells that cannot run or fit are skipped rows with the reason, decided before any cell runs
         skips = planned_skips(config, [c for g in groups for c in g])
-        calibration = calibrate_cached(device, config.threads)  # the run's, for meta.json; groups: _run_group
+        # the run's, for meta.json, measured before any cell; groups: _run_group (at their own thread count)
+        calibration = calibrate_cached(device, config.threads, config.dtype)
         _write_meta(run_dir, config, device, resume, calibration)
         rows: list[dict[str, Any]] = []
         try:
@@ -297,7 +307,7 @@ def _run_groups(config: SweepConfig, groups: list[list[CellSpec]], done_keys: se
     events.total = sum(len(g) for g in groups)
     todo = [g for g in groups if not all(c.key() in done_keys for c in g)]
     events.done = events.total - sum(len(g) for g in todo)
-    events.units = sum(len([c for c in g if c.key() not in skips]) for g in todo) * config.repeats
+    events.units = sum(len([c for c in g if c.key() not in skips]) for g in todo) * first_rounds(config)
     run_id = uuid.uuid4().hex[:8]
     with contextlib.nullcontext(runner) if runner is not None else CellRunner(config.isolation) as cells_runner:
         for gi, group in enumerate(todo):
@@ -323,7 +333,7 @@ def group_calibration(config: SweepConfig, device: str, threads: int | None) -> 
     (the idle cores, unless --threads), on an accelerator the run's. Cached: measured once per device and threads."""
     from attnbench.measure.calibrate import calibrate_cached
 
-    return calibrate_cached(device, config.threads if device.startswith("cuda") else threads)
+    return calibrate_cached(device, config.threads if device.startswith("cuda") else threads, config.dtype)
 
 
 def _still_busy(threads: int | None, cores: int) -> bool:
@@ -346,15 +356,17 @@ def _baseline(group: list[CellSpec]) -> str | None:
 
 def _run_group(config: SweepConfig, group: list[CellSpec], runner: CellRunner, skips: dict[tuple, str],
                events: _Events, pair_group: str) -> list[tuple[CellSpec, dict[str, Any]]]:
-    """Time one group in rotating rounds, re-measure its untrusted cells, and return (spec, row) per cell."""
+    """Time one group in rotating rounds, add rounds where they are needed (``_next_round``), and return (spec,
+    row) per cell."""
     from attnbench.machine import cpu_ids
     from attnbench.stats import MIN_TIMED_BLOCKS, RoundResult, rotation, summarize
 
-    cores, threads, base = len(cpu_ids()), group_threads(config), _baseline(group)
+    cores, threads = len(cpu_ids()), group_threads(config)
     calibration = group_calibration(config, group[0].device, threads)
     group = [_with_peak(c, calibration) for c in group]
-    # --min-time and the 7 blocks are a cell's, split over its rounds: R rounds cost about what one did
-    per_round = dict(min_time=config.min_time / config.repeats, target_blocks=-(-MIN_TIMED_BLOCKS // config.repeats))
+    first_n = first_rounds(config)
+    # --min-time and the 7 blocks are a cell's, split over its first rounds: R rounds cost about what one did
+    per_round = dict(min_time=config.min_time / first_n, target_blocks=-(-MIN_TIMED_BLOCKS // first_n))
     first: dict[str, dict[str, Any]] = {}
     rounds: dict[str, list[RoundResult | None]] = {c.model: [] for c in group}
     failures: dict[str, list[str]] = {c.model: [] for c in group}
@@ -365,16 +377,15 @@ def _run_group(config: SweepConfig, group: list[CellSpec], runner: CellRunner, s
             first[c.model] = {**c.base_row(), "status": "skipped", "reason": skips[c.key()]}
     todo = [c for c in group if c.model not in first]
     summaries: dict[str, Any] = {}
-    r = 0
+    r, started = 0, time.monotonic()
     while todo:
         for spec in rotation(todo, r):
             events.start(spec, r)
             row = runner.run(replace(spec, threads=threads, timing_only=r > 0, min_blocks=min_blocks.get(spec.model),
                                      **per_round), timeout=config.timeout, mem_limit_bytes=config.mem_limit)
             first.setdefault(spec.model, row)
-            ok = row.get("status") == "ok"
             rounds[spec.model] += [None] * (r + 1 - len(rounds[spec.model]))
-            if ok:
+            if row.get("status") == "ok":
                 rounds[spec.model][r] = RoundResult(
                     ms=row["latency_ms_median"], iqr_ms=row["latency_ms_iqr"], blocks=int(row["timed_blocks"]),
                     threads=_cores_needed(spec, row), other_share=row.get("load_other_share"), cores=cores)
@@ -385,27 +396,77 @@ def _run_group(config: SweepConfig, group: list[CellSpec], runner: CellRunner, s
         r += 1
         timed = [c for c in group if first[c.model].get("status") == "ok"]
         if r == 1:  # a cell that failed its first round has no more rounds
-            events.units -= (len(todo) - len(timed)) * (config.repeats - 1)
-        if r < config.repeats:
+            events.units -= (len(todo) - len(timed)) * (first_n - 1)
+        if r < first_n:
             todo = timed
             continue
-        summaries = {c.model: summarize(rounds[c.model], required=config.repeats, failures=failures[c.model])
-                     for c in timed}
-        bad = [c for c in timed if not summaries[c.model].trusted]
-        if not bad or r >= config.repeats + config.max_retries:
-            break
-        if any(summaries[c.model].rule == "load" for c in bad) and _still_busy(threads, cores):
-            for c in bad:  # a retry now would be disturbed as well: say so rather than spend the time
-                if summaries[c.model].rule == "load":
-                    summaries[c.model].reason += "; not re-measured: the machine was still busy"
-            bad = [c for c in bad if summaries[c.model].rule != "load"]
-            if not bad:
-                break
-        # a retry pairs with the baseline; an untrusted baseline is every pair's problem: all cells again
-        todo = timed if base in {c.model for c in bad} else bad + [c for c in timed if c.model == base]
-        min_blocks.update({c.model: MIN_TIMED_BLOCKS for c in bad if summaries[c.model].rule == "blocks"})
+        summaries = {c.model: summarize(rounds[c.model], required=first_n, failures=failures[c.model]) for c in timed}
+        todo = _next_round(config, timed, summaries, _SoFar(r, time.monotonic() - started, threads, cores))
+        min_blocks.update({c.model: MIN_TIMED_BLOCKS for c in todo if summaries[c.model].rule == "blocks"})
         events.units += len(todo)
     return [(c, _group_row(first[c.model], summaries.get(c.model), load_avg[c.model], pair_group)) for c in group]
+
+
+@dataclass(frozen=True)
+class _SoFar:
+    """Where a group's rounds stand: rounds done, seconds they took, the threads its cells run, the cores counted."""
+
+    rounds: int
+    seconds: float
+    threads: int | None
+    cores: int
+
+    def affords_another(self) -> bool:
+        """One more round, as long as the average so far, ends inside the group's time budget."""
+        return self.seconds * (self.rounds + 1) / self.rounds <= AUTO_GROUP_BUDGET_S
+
+
+def _next_round(config: SweepConfig, timed: list[CellSpec], summaries: dict[str, Any],
+                so_far: _SoFar) -> list[CellSpec]:
+    """The cells of the group's next round, [] to stop: the untrusted cells (not for load while the machine is
+    still busy) and, with ``--repeats auto``, those whose speed-up interval is wider than ``--target-ci``, each with
+    the baseline (every cell when the baseline itself is untrusted); none at the cap (``round_cap``) or, with
+    ``auto``, past the group's time budget, where an interval still wide is said in the cell's notes."""
+    base = _baseline(timed)
+    wide = _wide(config, timed, summaries, base) if config.repeats == AUTO else {}
+    if so_far.rounds >= round_cap(config) or (config.repeats == AUTO and not so_far.affords_another()):
+        for model, half in wide.items():
+            width = f"±{half:.0%}" if math.isfinite(half) else "on too few paired rounds"
+            summaries[model].notes.append(f"speed-up interval {width} after {so_far.rounds} rounds, wider than "
+                                          f"--target-ci {config.target_ci:g} %")
+        return []
+    bad = [c for c in timed if not summaries[c.model].trusted]
+    load = {c.model for c in bad if summaries[c.model].rule == "load"}
+    if load and _still_busy(so_far.threads, so_far.cores):
+        for model in load:  # a retry now would be disturbed as well: say so rather than spend the time
+            summaries[model].reason += "; not re-measured: the machine was still busy"
+        bad = [c for c in bad if c.model not in load]
+    else:
+        load = set()
+    need = bad + [c for c in timed if c.model in wide and c not in bad and c.model not in load]
+    if not need:
+        return []
+    # a retry pairs with the baseline; an untrusted baseline is every pair's problem: all cells again
+    return timed if base in {c.model for c in bad} else need + [c for c in timed if c.model == base and c not in need]
+
+
+def _wide(config: SweepConfig, timed: list[CellSpec], summaries: dict[str, Any], base: str | None) -> dict[str, float]:
+    """``{model: half-width}`` of the cells whose speed-up interval against ``base`` is wider than ``target_ci``
+    (or rests on fewer pairs than the first rounds)."""
+    from attnbench.stats import interval_halfwidth, speedup_interval, used_rounds
+
+    if base is None or base not in summaries:
+        return {}
+    counted = {m: used_rounds(s.rounds_ms, s.excluded) for m, s in summaries.items()}
+    out = {}
+    for c in timed:
+        if c.model == base:
+            continue
+        iv = speedup_interval(counted[base], counted[c.model])
+        half = interval_halfwidth(iv) if iv is not None and iv.n >= first_rounds(config) else math.inf
+        if half > config.target_ci / 100:
+            out[c.model] = half
+    return out
 
 
 def _group_row(row: dict[str, Any], s: Any, load_avg: list[float], pair_group: str) -> dict[str, Any]:

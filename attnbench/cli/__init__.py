@@ -18,7 +18,9 @@ import click
 from attnbench import __version__
 from attnbench.cli._common import USAGE_EXIT, abort
 
-__all__ = ["main"]
+__all__ = ["HELP_WIDTH", "main"]
+
+HELP_WIDTH = 80  # every command's --help fits 80 columns (click wraps at 2 less); a \b block must fit it by hand
 
 # commands whose module is imported only when the command runs; (module, attribute, one-line help)
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -102,7 +104,8 @@ def _module_exists(name: str) -> bool:
         return False
 
 
-@click.group(cls=AttnbenchGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=AttnbenchGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": HELP_WIDTH})
 @click.version_option(__version__, prog_name="attnbench")
 def main() -> None:
     """Which attention should I use at my sequence length, on my hardware, under my memory budget?
@@ -113,11 +116,11 @@ def main() -> None:
 
     \b
     Examples:
-      attnbench run                                      # the embedded default sweep (CPU, a few minutes)
+      attnbench run                     # the default sweep (CPU, minutes)
       attnbench run --models soft,performer --seq 1024..16384
-      attnbench run --models all --skeleton layer --seq 1024..16384 --timeout 120
-      attnbench run --shard 0/4 --name big-s0 ...        # one of 4 array jobs; join with `report`
-      attnbench report results/big-s0 results/big-s1 results/big-s2 results/big-s3
+      attnbench run --models all --seq 1024..16384 --timeout 120
+      attnbench run --shard 0/4 --name big-s0 ...   # one of 4 array jobs
+      attnbench report results/big-s0 results/big-s1 ...   # join shards
       attnbench compare results/before results/after --fail-above 10
       attnbench list
     """

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["console", "WIDE", "PAGE"]
+__all__ = ["console", "echo", "WIDE", "PAGE"]
 
 WIDE = 240  # columns of a --wide page: tables are printed whole, never split
 PAGE = 80  # columns when not on a terminal (a log, a pipe, CI): every command's output fits it
@@ -17,3 +17,17 @@ def console(*, stderr: bool = False, page_width: int = PAGE, wide: bool = False,
     if "width" not in kwargs and (wide or not c.is_terminal):
         c = Console(stderr=stderr, width=WIDE if wide else page_width, **kwargs)
     return c
+
+
+def echo(text: str, *, err: bool = False, fg: str | None = None) -> None:
+    """``click.secho`` of ``text`` fitted to the page: the terminal's width, or PAGE columns when not a terminal
+    (a long warning wraps under itself, a long path loses its middle; ``reporting.format.fit_lines``)."""
+    import shutil
+    import sys
+
+    import click
+
+    from attnbench.reporting.format import fit_lines
+
+    width = shutil.get_terminal_size((PAGE, 24)).columns if (sys.stderr if err else sys.stdout).isatty() else PAGE
+    click.secho("\n".join(fit_lines(text, width)), err=err, fg=fg)

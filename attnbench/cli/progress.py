@@ -1,9 +1,11 @@
 """Progress of ``attnbench run``: a rich bar showing the running cell on a terminal, plain lines elsewhere.
 
 When stderr is not a terminal (nohup, SLURM, CI logs) a bar would be redrawn into the log as control codes; there,
-every finished cell is one line: ``[ 7/30] soft N=2048 infer: ok 5.21 ms (3 rounds 4.9-5.6)  elapsed 1:05, ETA
-3:10``. The ETA counts cell-rounds (``attnbench.sweep.OnStart``): elapsed time per round done, times the rounds
-left, retries included once they are planned.
+every finished cell is one line: ``[ 7/30] soft N=2048 infer: ok 5.21 ms, rounds 4.9–5.6 (3)  elapsed 1:05, ETA
+3:10``, wrapped to the page (80 columns) when a failure's reason or a long name would widen it. An untrusted cell
+names the rule it failed (``untrusted (load)``); the report's Trust section has the figures. The ETA counts
+cell-rounds (``attnbench.sweep.OnStart``): elapsed time per round done, times the rounds left, retries included
+once they are planned.
 """
 from __future__ import annotations
 
@@ -29,18 +31,21 @@ def cell_label(spec: Any, row: dict[str, Any] | None = None) -> str:
 
 
 def cell_figure(row: dict[str, Any]) -> str:
-    """``ok 5.21 ms (3 rounds 4.9-5.6)``, ``ok 5.21 ms, untrusted: load ...`` or ``timeout: <reason>``."""
+    """``ok 5.21 ms, rounds 4.9–5.6 (3)``, ``ok 5.21 ms, untrusted (load)`` or ``timeout: <reason>`` (figures as
+    the report shows them: ``attnbench.reporting.format``)."""
+    from attnbench.reporting.format import DASH, fmt_rounds, fmt_sig
+
     status = row.get("status", "?")
     lat = row.get("latency_ms_median")
     if status != "ok" or not isinstance(lat, (int, float)):
         reason = str(row.get("reason") or "").splitlines()[0][:100] if row.get("reason") else ""
         return f"{status}: {reason}" if reason else str(status)
-    text = f"ok {lat:.3g} ms"
-    lo, hi, n = row.get("latency_rounds_min"), row.get("latency_rounds_max"), row.get("rounds")
-    if isinstance(n, (int, float)) and n and isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
-        text += f" ({int(n)} round{'s' if int(n) != 1 else ''} {lo:.3g}-{hi:.3g})"
-    if row.get("trusted") == 0:
-        text += f", untrusted: {row.get('untrusted_reason')}"
+    text = f"ok {fmt_sig(lat, 3)} ms"
+    rounds = fmt_rounds(row.get("latency_rounds_min"), row.get("latency_rounds_max"), row.get("rounds"),
+                        row.get("rounds_excluded"))
+    text += f", rounds {rounds}" if rounds != DASH else ""
+    if row.get("trusted") == 0:  # the rule's name; its figures are in the report's Trust section
+        text += f", untrusted ({str(row.get('untrusted_reason') or '?').split(':')[0]})"
     return text
 
 
@@ -72,20 +77,27 @@ def run_with_progress(run_sweep: Callable[..., Any], config: Any, run_dir: Any, 
     def on_start(spec: Any, round_index: int, done: int, planned: int) -> None:
         eta.update(done, planned)
 
-    def line(spec: Any, row: dict[str, Any], done: int, total: int) -> str:
-        width = len(str(total))
-        return (f"[{done:>{width}}/{total}] {cell_label(spec, row)}: {cell_figure(row)}  "
-                f"elapsed {fmt_duration(eta.elapsed())}, ETA {fmt_duration(eta.left())}")
+    def lines(spec: Any, row: dict[str, Any], done: int, total: int) -> list[str]:
+        """One line per cell; a cell that would not fit the page wraps, the times on a line of their own."""
+        from attnbench.reporting.format import fit_lines
+
+        head = f"[{done:>{len(str(total))}}/{total}] {cell_label(spec, row)}: {cell_figure(row)}"
+        times = f"elapsed {fmt_duration(eta.elapsed())}, ETA {fmt_duration(eta.left())}"
+        if len(head) + 2 + len(times) <= console.width:
+            return [f"{head}  {times}"]
+        return fit_lines(head, console.width) + [f"    {times}"]
 
     kwargs = dict(resume=resume, retry_failed=retry_failed)
     if not console.is_terminal:
         def on_cell_plain(spec: Any, row: dict[str, Any], done: int, total: int) -> None:
-            echo(line(spec, row, done, total))
+            for text in lines(spec, row, done, total):
+                echo(text)
         return run_sweep(config, run_dir, on_cell=on_cell_plain, on_start=on_start, **kwargs)
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.text import Text
 
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+    with Progress(TextColumn("{task.description}", style="progress.description", markup=False), BarColumn(),
                   TextColumn("{task.fields[cells]}"), TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"),
                   console=console, transient=False) as progress:
         task = progress.add_task("starting", total=None, cells="", eta="?")
@@ -98,6 +110,7 @@ def run_with_progress(run_sweep: Callable[..., Any], config: Any, run_dir: Any, 
         def on_cell_bar(spec: Any, row: dict[str, Any], done: int, total: int) -> None:
             progress.update(task, cells=f"{done}/{total} cells")
             if row.get("status") != "ok" or row.get("trusted") == 0:
-                progress.console.print(f"[yellow]{cell_label(spec, row)}: {cell_figure(row)}[/]")
+                # a Text, not markup: soft[landmarks=64] is a name, not a style
+                progress.console.print(Text(f"{cell_label(spec, row)}: {cell_figure(row)}", style="yellow"))
 
         return run_sweep(config, run_dir, on_cell=on_cell_bar, on_start=on_start_bar, **kwargs)

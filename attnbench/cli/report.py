@@ -83,7 +83,7 @@ def report_cmd(run_dirs: tuple[Path, ...], out: Path | None, baseline: str | Non
       attnbench report results/20250101-120000-layer-core
       attnbench report results/big-s0 results/big-s1 --out results/big
       attnbench report results/cpu-run results/gpu-run --baseline softmax-math
-      attnbench report results/my-run --format html --out /tmp/share   # one file to send
+      attnbench report results/my-run --format html --out /tmp/share  # one file
     """
     from attnbench.reporting import load_runs, report, rich_tables
     from attnbench.reporting.api import parse_formats
@@ -112,8 +112,9 @@ def report_cmd(run_dirs: tuple[Path, ...], out: Path | None, baseline: str | Non
     except OSError as e:
         raise ValueError(f"cannot write the report to {out or src}: {e.strerror or e}") from None
     from attnbench.cli._render import console as _console
+    from attnbench.cli._render import echo
 
     console = _console(wide=wide)
     for renderable in rich_tables(rep, wide=wide):
         console.print(renderable)
-    click.echo(f"wrote {', '.join(p.name for p in rep.files)} in {rep.out_dir}", err=True)
+    echo(f"wrote {', '.join(p.name for p in rep.files)} in {rep.out_dir}", err=True)

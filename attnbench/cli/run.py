@@ -15,7 +15,7 @@ import click
 from click.core import ParameterSource
 
 from attnbench.cli._common import abort, interruption, user_errors
-from attnbench.config import COMPILE_MODES, DTYPES, MAX_MEM_LIMIT, MODES, ConfigError, ref
+from attnbench.config import AUTO, AUTO_GROUP_BUDGET_S, COMPILE_MODES, DTYPES, MAX_MEM_LIMIT, MODES, ConfigError, ref
 from attnbench.skeletons import describe as describe_skeletons
 
 __all__ = ["run", "DEFAULTS", "parse_shard", "parse_modes", "parse_mem", "default_run_name", "prepare_run_dir",
@@ -26,7 +26,21 @@ __all__ = ["run", "DEFAULTS", "parse_shard", "parse_modes", "parse_mem", "defaul
 # Measured to finish well inside 5 minutes on a 2-core CPU (see README).
 DEFAULTS: dict[str, Any] = dict(models="core", seq="1024..4096", skeleton="layer", batch=1, dtype="fp32",
                                 mode="infer,train", device="auto", out="results", timeout=120.0, min_time=0.2,
-                                repeats=3, max_retries=2)
+                                repeats="auto", max_retries=2, target_ci=5.0)
+
+
+class RepeatsType(click.ParamType):
+    """``--repeats``: ``auto`` or a whole number of rounds (its range is checked with the config's other values)."""
+
+    name = "auto|N"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        if isinstance(value, int) or value == AUTO:
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a valid integer, nor {AUTO}", param, ctx)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -116,7 +130,8 @@ def resume_advice(run_dir: Path, out: str | Path) -> str:
                context_settings={"show_default": True})
 @click.option("--models", "-m", default=DEFAULTS["models"],
               help="Comma list of registered attentions (see `attnbench list`), 'core' "
-                   "(soft,softmax,performer,linformer,nystromformer), 'all', or a user attention as module:Class.")
+                   "(soft, softmax, performer, linformer, nystromformer), 'all', or a user attention as "
+                   "module:Class.")
 @click.option("--seq", "-s", default=DEFAULTS["seq"],
               help="Sequence lengths: 1024..16384 doubles, 256..1024:+256 adds, 196..3136:*4 multiplies; "
                    "commas join forms (196,256..1024).")
@@ -146,12 +161,20 @@ def resume_advice(run_dir: Path, out: str | Path) -> str:
 @click.option("--threads", default=None, type=click.IntRange(min=1),
               help="CPU threads per cell (torch.set_num_threads)  [default: the cores idle before each N's first "
                    "round, at least 1]. --threads 1 gives steadier latencies on a shared machine.")
-@click.option("--repeats", default=DEFAULTS["repeats"], type=click.IntRange(min=1),
+@click.option("--repeats", default=DEFAULTS["repeats"], type=RepeatsType(), metavar="auto|N",
               help="Timing rounds per cell; in each round the methods of one N run back to back in a rotating order, "
-                   "and speed-ups are paired per round, with a confidence interval.")
+                   "and speed-ups are paired per round, with a confidence interval. auto: 3 rounds, then more for the "
+                   "cells whose speed-up interval is wider than --target-ci (or that are untrusted), up to "
+                   f"--max-rounds and {AUTO_GROUP_BUDGET_S / 60:g} minutes per N and mode.")
+@click.option("--target-ci", default=DEFAULTS["target_ci"], type=float, metavar="PCT",
+              help="With --repeats auto: the speed-up interval's half-width, in percent of the speed-up, that needs "
+                   "no more rounds.")
+@click.option("--max-rounds", default=None, type=int, metavar="N",
+              help="The most rounds a cell may take, extra rounds included  [default: 9 with --repeats auto, else "
+                   "--repeats + --max-retries]")
 @click.option("--max-retries", default=DEFAULTS["max_retries"], type=click.IntRange(min=0),
               help="Extra rounds for a cell that fails the trust rules (load, spread, too few blocks) before it is "
-                   "marked untrusted and left out of ratios.")
+                   "marked untrusted and left out of ratios (a fixed --repeats; auto goes up to --max-rounds).")
 @click.option("--shard", default=None, metavar="I/N", help="Run only shard I of N (0-based) of the cells, e.g. "
                                                            "for SLURM array jobs; join the shards with `report`.")
 @click.option("--hparam", "-p", "hparams", multiple=True, metavar="MODEL.KEY=VALUE",
@@ -163,8 +186,8 @@ def resume_advice(run_dir: Path, out: str | Path) -> str:
                                             "by default they are skipped rows giving the estimate.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile (inductor) the skeleton of every cell; the "
                                                           "compile time is a column apart, never in the latency.")
-@click.option("--compile-mode", type=click.Choice(COMPILE_MODES), default=None,
-              help="torch.compile's mode (implies --compile)  [default: default]")
+@click.option("--compile-mode", type=click.Choice(COMPILE_MODES), default=None, metavar="MODE",
+              help=f"torch.compile's mode: {', '.join(COMPILE_MODES)} (implies --compile)  [default: default]")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--dry-run", is_flag=True, help="Validate the options, list the planned cells (skipped and, with "
                                               "--resume, done ones too) and estimate the wall time; run nothing, "
@@ -172,7 +195,8 @@ def resume_advice(run_dir: Path, out: str | Path) -> str:
 @user_errors
 def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str, device: str, out: str,
         name: str | None, resume: bool, extend: bool, retry_failed: bool, timeout: float, min_time: float,
-        threads: int | None, repeats: int, max_retries: int, shard: str | None,
+        threads: int | None, repeats: int | str, target_ci: float, max_rounds: int | None, max_retries: int,
+        shard: str | None,
         hparams: tuple[str, ...], mem_limit: str | None, force: bool, compile_: bool, compile_mode: str | None,
         no_plots: bool, dry_run: bool) -> None:
     """Measure params, FLOPs, peak memory and latency of attentions across sequence lengths.
@@ -183,14 +207,14 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
 
     \b
     Examples:
-      attnbench run                                           # the embedded default: core methods, layer, 1024..4096
-      attnbench run --models soft,performer --seq 1024..16384 --skeleton vit-tiny
-      attnbench run --models all --skeleton layer --seq 1024..16384 --timeout 120
-      attnbench run -m soft,softmax -s 256..1024:+256 -p soft.landmarks=64 --mode infer
-      attnbench run --name big --resume                       # finish an interrupted run, with its own options
-      attnbench run --name big --resume --extend -m cosformer # add a model to it
-      attnbench run --shard 1/4 --name big-s1 ...             # shard 1 of 4 (0-based)
-      attnbench run --models all --seq 1024..16384 --dry-run  # what would run, and for how long
+      attnbench run                       # core methods, layer, 1024..4096
+      attnbench run -m soft,performer -s 1024..16384 --skeleton vit-tiny
+      attnbench run --models all --seq 1024..16384 --timeout 120
+      attnbench run -m soft,softmax -s 256..1024:+256 -p soft.landmarks=64
+      attnbench run --name big --resume   # finish it, with its own options
+      attnbench run --name big --resume --extend -m cosformer  # add a model
+      attnbench run --shard 1/4 --name big-s1 ...  # shard 1 of 4 (0-based)
+      attnbench run -m all -s 1024..16384 --dry-run  # what would run, how long
     """
     from attnbench.config import SweepConfig, check_resume, resumed_config, validate
 
@@ -203,7 +227,8 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
     # the text options first (cheap), then what needs the registry; validate() checks the values
     options = dict(seq=seq, mode=mode, shard=shard, mem_limit=mem_limit, models=models, hparams=hparams,
                    skeleton=skeleton, batch=batch, dtype=dtype, device=device, timeout=timeout, min_time=min_time,
-                   threads=threads, repeats=repeats, max_retries=max_retries, force=force,
+                   threads=threads, repeats=repeats, target_ci=target_ci, max_rounds=max_rounds,
+                   max_retries=max_retries, force=force,
                    compile=compile_mode or ("default" if compile_ else None))
     # a resume takes the run's own options; only those the user set are parsed, and compared with the run's
     fields = _config_fields(options, _given(options) if resume else None)
@@ -225,9 +250,11 @@ def run(models: str, seq: str, skeleton: str, batch: int, dtype: str, mode: str,
 
     prepare_dir(run_dir, run_outputs())
     shard_t = config.shard
-    click.echo(f"attnbench run: {len(config.models)} models x {len(config.seq_lens)} N x {len(config.modes)} modes on "
-               f"{config.skeleton}, {dev}, {config.dtype}, batch {config.batch}" +
-               (f", shard {shard_t[0]}/{shard_t[1]}" if shard_t else "") + f" -> {run_dir}", err=True)
+    from attnbench.cli._render import echo
+
+    echo(f"attnbench run: {len(config.models)} models x {len(config.seq_lens)} N x {len(config.modes)} modes on "
+         f"{config.skeleton}, {dev}, {config.dtype}, batch {config.batch}" +
+         (f", shard {shard_t[0]}/{shard_t[1]}" if shard_t else "") + f" -> {run_dir}", err=True)
     t0 = time.perf_counter()
     # extend= only when set: a sweep function without it (a stand-in) still serves every other run
     sweep = functools.partial(run_sweep, extend=True) if extend else run_sweep
@@ -308,6 +335,7 @@ def _finalize(run_dir: Path, *, plots: bool, quiet: bool, elapsed: float | None 
         return len(df) if "df" in locals() else 0
     if not quiet:
         from attnbench.cli._render import console as _console
+        from attnbench.cli._render import echo
 
         console = _console()
         for table in rich_tables(rep):
@@ -315,7 +343,7 @@ def _finalize(run_dir: Path, *, plots: bool, quiet: bool, elapsed: float | None 
         _busy_warning(run_dir, df)
         took = f" in {elapsed:.0f} s" if elapsed is not None else ""
         files = ", ".join(p.name for p in [run_dir / "results.csv", run_dir / "results.parquet", *rep.files])
-        click.echo(f"{len(df)} rows{took}; wrote {files} in {run_dir}", err=True)
+        echo(f"{len(df)} rows{took}; wrote {files} in {run_dir}", err=True)
     return len(df)
 
 
@@ -327,7 +355,9 @@ def _busy_warning(run_dir: Path, df: Any) -> None:
     cores = (read_meta(run_dir).get("machine") or {}).get("cores")
     text = machine_warning(df.to_dict("records"), cores)
     if text:
-        click.secho(f"warning: {text}", fg="yellow", err=True)
+        from attnbench.cli._render import echo
+
+        echo(f"warning: {text}", fg="yellow", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,15 +28,13 @@ def _d(key: str) -> str:
 EPILOG = f"""\b
 {DATA_HELP}
 
-\b
 Recipes: 'deit' is the DeiT recipe the SOFT paper trained with (timm: RandAugment, Mixup/CutMix, label smoothing,
 random erasing, AdamW, cosine with warm-up, drop-path, EMA, clipping); 'small' is for the built-in generated data
 on a CPU; 'longrange' is 'small' for the long-range task (batch 32, lr 2e-3, 12 epochs, 2 blocks). Generated data is
-drawn anew every epoch (--fixed: one set). --recipe auto
-picks deit for real images, longrange for longrange data and small for other generated data; every option
-overrides it. lr = --lr x (--batch-size x processes) / --lr-base-batch (linear scaling by the global batch).
+drawn anew every epoch (--fixed: one set). --recipe auto picks deit for real images, longrange for longrange data
+and small for other generated data; every option overrides it. lr = --lr x (--batch-size x processes) /
+--lr-base-batch (linear scaling by the global batch).
 
-\b
 Sweeps: --models a,b,... and/or --seq N1,N2,... (the grammar of 'attnbench run') train every (model, N) pair,
 --seeds K times [3] (seeds --seed .. --seed+K-1), one after another in this process, into one run directory
 [results/train-sweep-<data>] with one row per pair; N sets the image side (sqrt(N) x patch). A sweep's defaults are
@@ -45,15 +43,18 @@ a row and continues an interrupted one from its checkpoint. A model that cannot 
 
 \b
 Examples:
-  attnbench train                                    # softmax, vit-tiny-d4, shapes:32 (N=64): minutes on a CPU
-  attnbench train --models softmax,soft,performer --seq 256,1024 --seeds 2 --threads 1
+  attnbench train        # softmax, vit-tiny-d4, shapes:32 (N=64): minutes
+  attnbench train --models softmax,soft,performer --seq 256,1024 \\
+      --seeds 2 --threads 1
   attnbench train --model soft --data pathfinder:32:easy --patch-size 4
-  torchrun --nproc_per_node=8 -m attnbench train --model soft --skeleton soft-tiny \\
-      --data imagenet:/data/imagenet --out results/imagenet-soft-tiny
+  torchrun --nproc_per_node=8 -m attnbench train --model soft \\
+      --skeleton soft-tiny --data imagenet:/data/imagenet \\
+      --out results/imagenet-soft-tiny
+
 Under torchrun, --batch-size is per process; rank 0 alone writes. --resume continues from the last epoch."""
 
 
-@click.command("train", epilog=EPILOG, context_settings={"max_content_width": 120})
+@click.command("train", epilog=EPILOG)  # the group's help width (80 columns)
 @click.option("--model", default="softmax", show_default=True,
               help="Registered attention (attnbench list) or module:Class.")
 @click.option("--models", help="Sweep: comma list of attentions, 'core' or 'all' (instead of --model).")
@@ -180,7 +181,9 @@ def _sweep(ctx: click.Context, hparams: list[str], models: str | None, seq_lens:
         if opts["resume"] is None:
             raise ValueError(f"run {run_dir} already exists; pass --resume to finish it or choose another --out")
     todo = pending_pairs(pairs, run_dir) if run_dir.exists() else pairs
-    say = click.echo if int(os.environ.get("RANK", 0)) == 0 else (lambda *_a, **_k: None)  # rank 0 alone talks
+    from attnbench.cli._render import echo
+
+    say = echo if int(os.environ.get("RANK", 0)) == 0 else (lambda *_a, **_k: None)  # rank 0 alone talks
     data = base.data + (" (+ the shapes local control)" if local_control else "")
     say(f"train sweep: {len(names)} model(s) x N={','.join(map(str, seqs))} x {seeds} seed(s) = {len(pairs)} "
         f"pair(s), {len(todo)} to run, {pairs[0].skeleton} on {data} -> {run_dir}")

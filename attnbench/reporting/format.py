@@ -5,17 +5,21 @@ its median is marked noisy (as ``torch.utils.benchmark`` does).
 """
 from __future__ import annotations
 
+import json
 import math
+import numbers
 import re
+import textwrap
 from typing import Any
 
 import pandas as pd
 
 from attnbench.results import STATUSES
 
-__all__ = ["NOISY", "NOISE_MARK", "NO_SPREAD_MARK", "UNTRUSTED_MARK", "DASH", "MIN_SIG", "fmt_sig", "fmt_latency",
-           "fmt_ratio", "fmt_times", "status_cell", "absolute_display", "relative_display", "break_even_display",
-           "machine_line", "short_machine", "short_command", "group_title", "LEGEND", "looks_numeric", "table_cells"]
+__all__ = ["NOISY", "NOISE_MARK", "NO_SPREAD_MARK", "UNTRUSTED_MARK", "DASH", "MIN_SIG", "SAME", "PAGE", "fmt_sig",
+           "fmt_latency", "fmt_ratio", "fmt_times", "fmt_rounds", "fit_lines", "status_cell", "absolute_display",
+           "relative_display", "break_even_display", "machine_line", "short_machine", "short_command", "group_title",
+           "LEGEND", "looks_numeric", "table_cells"]
 
 NOISY = 0.10  # IQR / median above this marks a cell noisy
 NOISE_MARK = "†"
@@ -23,6 +27,8 @@ NO_SPREAD_MARK = "‡"
 UNTRUSTED_MARK = "§"
 DASH = "—"
 MIN_SIG = 2  # no figure is shown with fewer significant digits
+SAME = 1.05  # a ratio closer to 1 than this reads "about the same"
+PAGE = 80  # columns of a log or a pipe (cli._render.PAGE for the commands' rich consoles)
 LEGEND = (f"{NOISE_MARK} IQR above {NOISY:.0%} of the median: noisy, read with care (never used in the verdict). "
           f"{NO_SPREAD_MARK} one timing block: spread unknown (a step too slow for more; raise --min-time). "
           f"{UNTRUSTED_MARK} untrusted: it failed a trust rule (see Trust); shown, but never used in a speed-up, a "
@@ -83,16 +89,58 @@ def fmt_ratio(v: Any, noisy: bool = False) -> str:
 
 
 def fmt_times(ratio: float, lo: float | None = None, hi: float | None = None, *, more: str = "faster",
-              less: str = "slower") -> str:
+              less: str = "slower", same: str = "about as fast", than: str = "") -> str:
     """A ratio read the way round it is >= 1: ``5.7× (5.2–6.1) faster``, or ``3.2× slower`` for 0.31 (the interval
-    inverted with it); the interval is left out when unknown or a point."""
+    inverted with it); the interval is left out when unknown or a point. Within :data:`SAME` of 1 it is ``same``
+    (``1.0× less memory`` would claim a difference the figure does not show). ``than`` names the other side:
+    ``5.7× faster than `softmax```, ``about as fast as `softmax```."""
+    if 1 / SAME < ratio < SAME:
+        return f"{same} as {than}" if than else same
     if ratio < 1:
         ratio, lo, hi, more = 1 / ratio, (1 / hi if hi else None), (1 / lo if lo else None), less
     text = f"{fmt_sig(ratio, 2)}×"
     ok = lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi) and lo > 0
     if ok and fmt_sig(lo, 2) != fmt_sig(hi, 2):
         text += f" ({fmt_sig(lo, 2)}–{fmt_sig(hi, 2)})"
-    return f"{text} {more}"
+    return f"{text} {more}" + (f" than {than}" if than else "")
+
+
+def fmt_rounds(lo: Any, hi: Any, counted: Any, excluded: Any = None) -> str:
+    """The spread over rounds: ``4.1–4.3 (3)``, the fastest and slowest round's median and how many rounds count
+    (one figure when both read the same). When none counted, every round ran on a busy machine and was set aside:
+    the figures are those rounds', so the count says so (``1.1 (1 set aside)``), never ``(0)``."""
+    if not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in (lo, hi, counted)):
+        return DASH
+    a, b = fmt_sig(lo, 2), fmt_sig(hi, 2)
+    span = a if a == b else f"{a}–{b}"
+    if counted > 0:
+        return f"{span} ({int(counted)})"
+    aside = len(_json_list(excluded))
+    return f"{span} ({aside} set aside)" if aside else f"{span} (none counted)"
+
+
+def _json_list(v: Any) -> list:
+    """A list cell as written (a list, or its JSON); anything else is empty."""
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return []
+    return list(v) if isinstance(v, (list, tuple)) else []
+
+
+def fit_lines(text: str, width: int, indent: str = "    ") -> list[str]:
+    """``text`` as lines of at most ``width`` columns, for a log or a pipe: wrapped at spaces, continuations indented
+    by ``indent``; a word wider than a line (a path, a dataset spec) loses its middle to ``…`` rather than widen the
+    page."""
+    room = max(8, width - len(indent))
+    out = []
+    for para in text.splitlines() or [""]:
+        words = [w if len(w) <= room else w[: room // 3] + "…" + w[len(w) - (room - 1 - room // 3):]
+                 for w in para.split(" ")]
+        out += textwrap.wrap(" ".join(words), width, subsequent_indent=indent, break_long_words=False,
+                             break_on_hyphens=False) or [""]
+    return out
 
 
 def status_cell(status: Any, reason: Any = None) -> str:
@@ -146,9 +194,10 @@ def absolute_display(absolute: pd.DataFrame) -> pd.DataFrame:
     })
     if "rounds" in a.columns and pd.to_numeric(a["rounds"], errors="coerce").notna().any():
         # the spread over rounds: the fastest and slowest round's median, and how many rounds count
+        aside = a["rounds_excluded"] if "rounds_excluded" in a.columns else [None] * len(a)
         out.insert(out.columns.get_loc("latency (ms)") + 1, "rounds min–max (n)", [
-            f"{fmt_sig(lo, 2)}–{fmt_sig(hi, 2)} ({int(n)})" if o and pd.notna(lo) and pd.notna(n) else DASH
-            for lo, hi, n, o in zip(a["latency_rounds_min"], a["latency_rounds_max"], a["rounds"], ok)])
+            fmt_rounds(lo, hi, n, x) if o else DASH
+            for lo, hi, n, x, o in zip(a["latency_rounds_min"], a["latency_rounds_max"], a["rounds"], aside, ok)])
     share = pd.to_numeric(a["peak_share"], errors="coerce") if "peak_share" in a.columns else None
     if share is not None and share.notna().any():
         # achieved GFLOP/s (audited MACs / latency) against the calibrated matmul peak: compute- or overhead-bound?

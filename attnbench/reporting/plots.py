@@ -8,7 +8,9 @@ down on the log axis (a skewed spread cannot push it to zero).
 A line that would hide under another (within :data:`OVERLAP` at every N) is drawn dashed with its markers shifted
 and says which line it overlaps in the legend, which sits outside the data. A cell that did not finish is an ``x``
 at its N, drawn at the height of the model's last finished point and labelled with its status (``oom``,
-``timeout``, ...), so a line that stops says why it stopped.
+``timeout``, ...), so a line that stops says why it stopped. A timed point that the verdict does not judge is drawn
+hollow (untrusted, the tables' §) or half-filled (noisy, †), the line into and out of it dotted, and the legend
+says so: a clean-looking line would claim a ratio the report refuses to give.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from attnbench.registry import CORE_MODELS
+from attnbench.reporting.format import NOISE_MARK, NOISY, UNTRUSTED_MARK
 from attnbench.reporting.load import train_mask
 from attnbench.results import COLUMN_SPECS
 from attnbench.schema import Column
@@ -36,6 +39,9 @@ PALETTE = ("#332288", "#CC6677", "#117733", "#DDCC77", "#88CCEE", "#882255", "#4
 MARKERS = ("o", "s", "D", "^", "v", "P", "X", "h", "<", ">")
 DASHES: tuple[Any, ...] = ("-", (0, (6, 2)), (0, (2, 2)), (0, (6, 2, 2, 2)))  # k-th line over the same points
 OVERLAP = 0.03  # two lines within 3 % of each other at every shared N would look like one
+# how a point whose latency the verdict does not judge is drawn (the tables' § and †)
+TRUST_MARKERS: dict[str, dict[str, Any]] = {"untrusted": {"markerfacecolor": "white"},
+                                            "noisy": {"fillstyle": "left", "markerfacecoloralt": "white"}}
 
 
 @dataclass(frozen=True)
@@ -100,8 +106,8 @@ def _stacked(n: float, y: float, drawn: list[tuple[str, dict[float, float]]]) ->
 
 def _draw_line(ax: Any, model: str, good: pd.DataFrame, st: Style, drawn: list[tuple[str, dict[float, float]]],
                band: bool) -> Any:
-    """One model's finished points: band, line (dashed over a line it would hide under), markers; its legend
-    handle."""
+    """One model's finished points: band, line (dashed over a line it would hide under; dotted into and out of a
+    noisy or untrusted point), markers (hollow where untrusted, half-filled where noisy); its legend handle."""
     from matplotlib.lines import Line2D
     from matplotlib.transforms import offset_copy
 
@@ -111,17 +117,40 @@ def _draw_line(ax: Any, model: str, good: pd.DataFrame, st: Style, drawn: list[t
     if band and (good["_half"] > 0).any():  # up to median + IQR/2, as far down on the log axis
         ax.fill_between(x, y * y / (y + good["_half"]), y + good["_half"], color=st.color, alpha=0.15, linewidth=0)
     dash = DASHES[len(under) % len(DASHES)]
-    ax.plot(x, y, linestyle=dash, color=st.color, linewidth=1.6, zorder=2 + len(under))
-    # a marker on top of earlier ones (at this N) is shifted right and hollow, so both stay visible
+    clean = good["_flag"] == ""
+    if not clean.all():  # dotted underneath: it shows only where the solid line below breaks at a flagged point
+        ax.plot(x, y, linestyle=":", color=st.color, linewidth=1.6, zorder=2 + len(under))
+    ax.plot(x, y.where(clean), linestyle=dash, color=st.color, linewidth=1.6, zorder=2 + len(under))
+    # a marker on top of earlier ones (at this N) is shifted right, so both stay visible
     below = pd.Series([_stacked(n, v, drawn) for n, v in series.items()], index=good.index)
-    for j, pts in good.groupby(below):
+    for (j, flag), pts in good.groupby([below, good["_flag"]]):
         shifted = offset_copy(ax.transData, fig=ax.figure, x=3.5 * j, y=0, units="points")
-        ax.plot(pts["seq_len"], pts["_y"], linestyle="none", marker=st.marker, color=st.color,
-                markerfacecolor="white" if j else st.color, markersize=5, transform=shifted, zorder=3 + j)
+        ax.plot(pts["seq_len"], pts["_y"], linestyle="none", marker=st.marker, color=st.color, markersize=5,
+                transform=shifted, zorder=3 + j, **TRUST_MARKERS.get(flag, {}))
     drawn.append((model, series))
     return Line2D([], [], color=st.color, linestyle=dash, marker=st.marker, markersize=5,
-                  markerfacecolor="white" if under else st.color,
                   label=model + (f" (overlaps {', '.join(under)})" if under else ""))
+
+
+def _trust_flags(df: pd.DataFrame, spread: str | None) -> pd.Series:
+    """Per row, why its timed figure is not to be read as a clean measurement: ``untrusted`` (it failed a trust
+    rule), ``noisy`` (IQR above NOISY of the median), or ``""``. Only a timed quantity (one with a spread) has
+    either: memory and FLOPs are measured once, in a fresh process."""
+    if spread is None:
+        return pd.Series("", index=df.index)
+    untrusted = pd.to_numeric(df["trusted"], errors="coerce").eq(0) if "trusted" in df.columns else False
+    noisy = (2 * df["_half"] / df["_y"]) > NOISY
+    return pd.Series("", index=df.index).mask(noisy, "noisy").mask(untrusted, "untrusted")
+
+
+def _trust_handles(flags: set[str]) -> list[Any]:
+    """The legend's entries for the trust marks drawn in this figure."""
+    from matplotlib.lines import Line2D
+
+    text = {"untrusted": f"untrusted {UNTRUSTED_MARK}: hollow, dotted; not judged",
+            "noisy": f"noisy {NOISE_MARK}: half-filled, dotted; IQR > {NOISY:.0%} of median"}
+    return [Line2D([], [], color="#555555", linestyle=":", marker="o", markersize=5, label=text[f],
+                   **TRUST_MARKERS[f]) for f in ("untrusted", "noisy") if f in flags]
 
 
 def _draw_failed(ax: Any, g: pd.DataFrame, good: pd.DataFrame, st: Style) -> None:
@@ -171,6 +200,7 @@ def draw_quantity(df: pd.DataFrame, quantity: str, *, styles: dict[str, Style] |
     df["_y"] = pd.to_numeric(df[c.name], errors="coerce") * c.plot.scale
     spread = _spread_column(c)
     df["_half"] = pd.to_numeric(df[spread], errors="coerce").fillna(0) * c.plot.scale / 2 if spread else 0.0
+    df["_flag"] = _trust_flags(df, spread)
     ok = (df["status"] == "ok") & (df["_y"] > 0)
     if not ok.any():
         return None
@@ -193,6 +223,7 @@ def draw_quantity(df: pd.DataFrame, quantity: str, *, styles: dict[str, Style] |
         if good.empty and statuses:
             handles.append(Line2D([], [], linestyle="none", marker="x", color=st.color, markeredgewidth=2,
                                   label=f"{model} (all {', '.join(statuses)})"))
+    handles += _trust_handles(set(df.loc[ok, "_flag"]))
     _axes(ax, sorted(df["seq_len"].dropna().unique()), c.plot.ylabel + ("; band: ± IQR/2" if spread else ""),
           title or quantity, handles)
     fig.tight_layout()

@@ -25,8 +25,10 @@ from attnbench.reporting.load import as_list, efficiency, ensure_schema, groups,
     parse_hparams, select, train_mask
 from attnbench.reporting.logs import pair_logs
 from attnbench.reporting.paper import paper_display, paper_notes, paper_table
+from attnbench.reporting.peak import peak_notes
+from attnbench.config import rounds_text
 from attnbench.reporting.tables import BASELINES, absolute_table, baseline_note, break_even, choose_baseline, \
-    relative_table
+    ranking_table, relative_table
 from attnbench.measure.probes import UNCONVERGED
 from attnbench.reporting.verdict import MEM_TIE, verdict_lines, verdict_table
 from attnbench.stats import CONFIDENCE, TRUST_RULES, machine_warning
@@ -107,10 +109,13 @@ def build_sections(df: pd.DataFrame, metas: list[dict[str, Any]] | None = None, 
     rel = relative_table(eff, base)
     out = _busy(eff, metas or [])  # when the machine was busy, the report's first line says so
     out.append(_header(df, eff, metas or [], runs))
-    out += _verdict(rel)
+    out += _verdict(rel) if base else _verdict(ranking_table(eff), _no_baseline(eff)) if not eff.empty else []
     if not eff.empty:
         out.append(Section("", 2, [Text([LEGEND + " Latency is median ± IQR, shown to the figures the IQR "
                                          "supports (at least two)."])], terminal=LEGEND_RANK))
+    peak = peak_notes(eff, metas or [])  # what "% of peak" is measured against, and whether it was re-based
+    if peak:
+        out.append(Section("", 2, [Text(peak)], terminal=LEGEND_RANK))
     out += _group_sections(eff, base, rel)
     out += _training(df, logs)
     paper = paper_table(df)
@@ -215,9 +220,9 @@ def _trust(eff: pd.DataFrame, metas: list[dict[str, Any]]) -> list[Section]:
     timed = eff[(eff["status"] == "ok") & pd.to_numeric(eff["rounds"], errors="coerce").notna()]
     if timed.empty:
         return []
-    repeats = sorted({int(m["config"]["repeats"]) for m in metas
-                      if isinstance(m.get("config"), dict) and m["config"].get("repeats")})
-    rounds = f"{', '.join(map(str, repeats))} round(s)" if repeats else "rounds"
+    configs = [m["config"] for m in metas if isinstance(m.get("config"), dict) and m["config"].get("repeats")]
+    rounds = ", ".join(dict.fromkeys(rounds_text(c["repeats"], c.get("max_rounds"), c.get("target_ci"))
+                                     for c in configs)) or "rounds"  # a fixed count, or auto's range
     text = (f"Each cell was timed in {rounds} (`--repeats`): in a round, the methods of one N ran back to back in an "
             "order that rotates between rounds, round 1 in a fresh process that also measured memory and FLOPs. A "
             "cell's latency is the median of its rounds' medians (the spread: rounds min–max, and ± the median "
@@ -260,16 +265,27 @@ def _header(df: pd.DataFrame, eff: pd.DataFrame, metas: list[dict[str, Any]], ru
     return Section("attnbench report", 1, blocks)
 
 
-def _verdict(rel: pd.DataFrame) -> list[Section]:
-    """The verdict section: per group, one line per N (empty without a baseline)."""
+def _no_baseline(eff: pd.DataFrame) -> str:
+    """What a run without a baseline lacks, and the one change that gets it."""
+    models = list(dict.fromkeys(eff["model_base"].astype(str)))
+    return (f"No softmax baseline in this run (looked for: {', '.join(BASELINES)}), so no speed-ups: add it "
+            f"(`--models {','.join(models)},{BASELINES[0]}`) or name one (`attnbench report RUN --baseline "
+            f"{models[0]}`).")
+
+
+def _verdict(rel: pd.DataFrame, no_baseline: str = "") -> list[Section]:
+    """The verdict section: per group, one line per N; without a baseline (``no_baseline`` says so), the methods
+    ranked against the fastest."""
     vt = verdict_table(rel)
     if vt.empty:
         return []
     base = rel.attrs.get("baseline")
+    against = f"speed-up over `{base}`, interval from the latencies' quartiles or the paired rounds" if base else \
+        "by median latency, the runner-up against it"
     blocks: list[Block] = [Text([
-        f"At each N, the fastest method (speed-up over `{base}`, interval from the latencies' quartiles or the "
-        f"paired rounds) and the leanest (peak memory). Methods whose intervals overlap are tied; memories within "
-        f"{MEM_TIE:.0%} are tied. A noisy cell (†) is never judged."])]
+        f"At each N, the fastest method ({against}) and the leanest (peak memory). Methods whose intervals overlap "
+        f"are tied; memories within {MEM_TIE:.0%} are tied. A noisy (†) or untrusted (§) cell is never judged."
+        + (f" {no_baseline}" if no_baseline else "")])]
     for key, g in groups(vt):
         blocks += [Text([f"**{group_title(key)}**"]), Labelled(verdict_lines(g))]
     return [Section("Verdict", 2, blocks, terminal=VERDICT_RANK)]
@@ -285,8 +301,8 @@ def _group_sections(eff: pd.DataFrame, base: str | None, rel: pd.DataFrame) -> l
                 Section("Absolute", 3, [Table(absolute_display(g), keys=2, failed=list(g["status"] != "ok"))],
                         terminal=TABLES)]
         if base is None:
-            out[-1].blocks.append(Text(["No softmax baseline in this run (looked for: " + ", ".join(BASELINES) +
-                                        "): relative table, break-even and verdict skipped."]))
+            out[-1].blocks.append(Text(["No softmax baseline in this run: no relative table or break-even (the "
+                                        "verdict says how to get them)."]))
             continue
         sel = select(rel, key)
         if sel.empty:

@@ -18,13 +18,18 @@ import pandas as pd
 
 from attnbench.reporting.format import NOISY
 from attnbench.reporting.load import GROUP, efficiency, ensure_schema, groups, labelled, model_order
+from attnbench.reporting.peak import peak_shares
 from attnbench.stats import BASELINES, speedup_interval, used_rounds
 from attnbench.stats import break_even as break_even_interval
 
-__all__ = ["BASELINES", "INTERVAL_COLUMNS", "choose_baseline", "baseline_note", "absolute_table", "relative_table",
-           "break_even"]
+__all__ = ["BASELINES", "INTERVAL_COLUMNS", "RELATIVE_COLUMNS", "choose_baseline", "baseline_note", "absolute_table",
+           "relative_table", "ranking_table", "break_even"]
 
 INTERVAL_COLUMNS = ("speedup_lo", "speedup_hi")  # a row's own interval of its speed-up, used when present
+RELATIVE_COLUMNS = GROUP + ["model", "seq_len", "speedup", "speedup_lo", "speedup_hi", "speedup_pairs", "speedup_conf",
+                            "mem_ratio", "macs_ratio", "noisy", "model_noisy", "baseline_noisy", "model_untrusted",
+                            "baseline_untrusted", "status", "baseline_status", "latency_ms_median", "latency_ms_iqr",
+                            "peak_mem_bytes", "untrusted_reason"]
 
 
 def choose_baseline(df: pd.DataFrame, baseline: str | None = None) -> str | None:
@@ -61,8 +66,9 @@ def baseline_note(df: pd.DataFrame, base: str) -> str:
 
 def absolute_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per cell with units in the column names: params_m, gmacs, attn_gmacs, peak_mem_mib, latency, status,
-    the rounds' spread and trust (latency_rounds_min/max, rounds, trusted, untrusted_reason), and the achieved
-    GFLOP/s with its share of the run's calibrated matmul peak (achieved_gflops, peak_share)."""
+    the rounds' spread and trust (latency_rounds_min/max, rounds, rounds_excluded, trusted, untrusted_reason), and
+    the achieved GFLOP/s with its share of the run's calibrated matmul peak (achieved_gflops, peak_share: never above
+    1, re-based where cells exceeded the calibration, ``peak.peak_shares``)."""
     df = labelled(ensure_schema(efficiency(df)))
     out = df[GROUP + ["model", "seq_len"]].copy()
     out["params_m"] = df["params"] / 1e6
@@ -70,8 +76,10 @@ def absolute_table(df: pd.DataFrame) -> pd.DataFrame:
     out["attn_gmacs"] = df["attn_macs"] / 1e9
     out["peak_mem_mib"] = df["peak_mem_bytes"] / 2**20
     for c in ("latency_ms_median", "latency_ms_iqr", "throughput_per_s", "status", "reason", "latency_rounds_min",
-              "latency_rounds_max", "rounds", "trusted", "untrusted_reason", "achieved_gflops", "peak_share"):
+              "latency_rounds_max", "rounds", "rounds_excluded", "trusted", "untrusted_reason", "achieved_gflops",
+              "peak_share"):
         out[c] = df[c]
+    out["peak_share"] = peak_shares(df)  # a calibration the cells exceeded is no ceiling: re-based, never > 100 %
     order = {m: i for i, m in enumerate(model_order(df, choose_baseline(df)))}
     out["_o"] = out["model"].map(order)
     return out.sort_values(GROUP + ["_o", "seq_len"]).drop(columns="_o").reset_index(drop=True)
@@ -84,18 +92,14 @@ def relative_table(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFram
     speedup_lo/speedup_hi (paired: speedup_pairs rounds, interval coverage speedup_conf), mem_ratio (model peak
     memory / baseline peak memory), macs_ratio, noisy (either cell's
     IQR above NOISY of its median) with model_noisy/baseline_noisy, model_untrusted/baseline_untrusted (the row's
-    ``trusted`` is 0), status, baseline_status, and the model's own latency_ms_median, latency_ms_iqr and
-    peak_mem_bytes. Ratios are NaN when either cell is not ``ok``. Empty when
-    no baseline is present.
+    ``trusted`` is 0), status, baseline_status, and the model's own latency_ms_median, latency_ms_iqr,
+    peak_mem_bytes and untrusted_reason. Ratios are NaN when either cell is not ``ok``. Empty when no baseline is
+    present (:func:`ranking_table` has the same columns without one).
     """
     df = labelled(ensure_schema(efficiency(df)))
     base = choose_baseline(df, baseline)
-    cols = GROUP + ["model", "seq_len", "speedup", "speedup_lo", "speedup_hi", "speedup_pairs", "speedup_conf",
-                    "mem_ratio", "macs_ratio", "noisy",
-                    "model_noisy", "baseline_noisy", "model_untrusted", "baseline_untrusted", "status",
-                    "baseline_status", "latency_ms_median", "latency_ms_iqr", "peak_mem_bytes"]
     if base is None:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=RELATIVE_COLUMNS)
     b = df[df["model"] == base][GROUP + ["seq_len", "status", "latency_ms_median", "latency_ms_iqr",
                                          "peak_mem_bytes", "macs", "trusted", "latency_ms_rounds", "rounds_excluded",
                                          "pair_group"]]
@@ -113,15 +117,33 @@ def relative_table(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFram
     untrusted = m["model_untrusted"] | m["baseline_untrusted"]
     for col in ("speedup", "speedup_lo", "speedup_hi"):  # an untrusted cell is shown, never used in a ratio
         m[col] = m[col].mask(untrusted)
-    m["model_noisy"] = m["latency_ms_iqr"] / m["latency_ms_median"] > NOISY
-    m["baseline_noisy"] = m["latency_ms_iqr_b"] / m["latency_ms_median_b"] > NOISY
+    m["model_noisy"] = _noisy(m["latency_ms_median"], m["latency_ms_iqr"])
+    m["baseline_noisy"] = _noisy(m["latency_ms_median_b"], m["latency_ms_iqr_b"])
     m["noisy"] = m["model_noisy"] | m["baseline_noisy"]
     m["baseline_status"] = m["status_b"]
     order = {x: i for i, x in enumerate(model_order(df, base))}
     m["_o"] = m["model"].map(order)
     m = m.sort_values(GROUP + ["_o", "seq_len"])
-    out = m[cols].reset_index(drop=True)
+    out = m[RELATIVE_COLUMNS].reset_index(drop=True)
     out.attrs["baseline"] = base
+    return out
+
+
+def _noisy(median: pd.Series, iqr: pd.Series) -> pd.Series:
+    return iqr / median > NOISY
+
+
+def ranking_table(df: pd.DataFrame) -> pd.DataFrame:
+    """:func:`relative_table`'s columns for a run without a baseline: each cell's own status, latency, memory and
+    flags, every ratio NaN. The verdict ranks such cells against the fastest and the leanest at each N."""
+    df = labelled(ensure_schema(efficiency(df)))
+    out = df.assign(model_noisy=_noisy(df["latency_ms_median"], df["latency_ms_iqr"]),
+                    model_untrusted=df["trusted"] == 0, baseline_noisy=False, baseline_untrusted=False)
+    out["noisy"] = out["model_noisy"]
+    order = {x: i for i, x in enumerate(model_order(df))}
+    out = out.assign(_o=out["model"].map(order)).sort_values(GROUP + ["_o", "seq_len"])
+    out = out.reindex(columns=RELATIVE_COLUMNS).reset_index(drop=True)
+    out.attrs["baseline"] = None
     return out
 
 
@@ -174,7 +196,7 @@ def break_even(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
                 if inv and pts["speedup_lo"].gt(0).all() and pts["speedup_hi"].notna().all():
                     ends = [1 / v for v in pts["speedup_hi"]], [1 / v for v in pts["speedup_lo"]]  # cost lo, hi
                 be = break_even_interval([float(x) for x in pts["seq_len"]], ratios, *(ends or (None, None)))
-                n, note = be.n, be.note
+                n, note = be.n, _untrusted_note(gm, be.note, bool(len(pts))) if inv else be.note
                 # the baseline failing where this model finished is the strongest "cheaper" there is
                 beyond = gm[(gm["status"] == "ok") & gm["baseline_status"].notna() & (gm["baseline_status"] != "ok")]
                 if n is None and not beyond.empty:
@@ -185,3 +207,15 @@ def break_even(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
     out = pd.DataFrame(rows, columns=cols)
     out.attrs["baseline"] = base
     return out
+
+
+def _untrusted_note(gm: pd.DataFrame, note: str, some_used: bool) -> str:
+    """The latency break-even's note, saying which N it left out because a cell was untrusted there (when every N
+    was, that is the whole story: both finished, so "no N where both finished" would be wrong)."""
+    both = gm[(gm["status"] == "ok") & (gm["baseline_status"] == "ok")]
+    bad = both[both["model_untrusted"].astype(bool) | both["baseline_untrusted"].astype(bool)]
+    if bad.empty:
+        return note
+    ns = ", ".join(f"{int(n):,}" for n in sorted(bad["seq_len"]))
+    return f"{note}; untrusted at {ns}, left out (see Trust)" if some_used else \
+        f"not judged: untrusted at every N where both finished ({ns}; see Trust)"

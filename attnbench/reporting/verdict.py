@@ -3,14 +3,17 @@
 Per (skeleton, batch, dtype, device, mode) and N, from the relative table:
 
 - **fastest**: the highest speed-up among finished cells whose own latency is neither noisy nor untrusted (the
-  row's ``trusted`` is 0); such a cell never feeds a verdict, and the line says which were left out. Methods whose speed-up intervals overlap the fastest's are named as
-  tied. When the baseline's own cell is noisy or did not finish, the methods are ranked by latency and no ratio is
-  given.
+  row's ``trusted`` is 0); such a cell never feeds a verdict, and the line says which were left out. Methods whose
+  speed-up intervals overlap the fastest's are named as tied. When the baseline's own cell is noisy or did not
+  finish, the methods are ranked by latency and no ratio is given.
 - **leanest**: the lowest peak memory among finished cells; methods within :data:`MEM_TIE` of it are tied (memory
   is measured once, so there is no interval to compare).
 
 When the baseline itself wins, the runner-up is named with how much slower (or hungrier) it is; a fastest
-method whose runner-up is the baseline names none (its speed-up already says it).
+method whose runner-up is the baseline names none (its speed-up already says it). Without a baseline in the run
+(:func:`~attnbench.reporting.tables.ranking_table`), the same ranking stands, the runner-up measured against the
+fastest. Ratios within ``format.SAME`` of 1 read "about as fast" / "about the same memory"; when no cell can be
+judged the line says why, in the words of the cells' statuses (all untrusted: the machine was busy, ...).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from attnbench.reporting.format import fmt_times
+from attnbench.reporting.format import NOISY, fmt_times
 from attnbench.reporting.load import GROUP, groups
 
 __all__ = ["MEM_TIE", "verdict_table", "verdict_lines"]
@@ -27,7 +30,8 @@ __all__ = ["MEM_TIE", "verdict_table", "verdict_lines"]
 MEM_TIE = 0.05  # peak memories within 5 % of the leanest are tied
 
 COLUMNS = GROUP + ["seq_len", "baseline", "fastest", "speedup", "speedup_lo", "speedup_hi", "fastest_tied",
-                   "fastest_next", "leanest", "mem_ratio", "leanest_tied", "leanest_next", "left_out", "no_ratio"]
+                   "fastest_next", "leanest", "mem_ratio", "leanest_tied", "leanest_next", "left_out", "no_ratio",
+                   "untrusted_rules"]
 
 
 def _speed_scores(at_n: pd.DataFrame, base_usable: bool) -> pd.DataFrame:
@@ -45,6 +49,12 @@ def _flag(row: pd.Series) -> str:
     return "untrusted" if bool(row["model_untrusted"]) else "noisy" if bool(row["model_noisy"]) else ""
 
 
+def _rules(untrusted: pd.DataFrame) -> list[str]:
+    """The trust rules these cells failed (``load``, ``spread``, ...: an untrusted_reason starts with its rule)."""
+    reasons = untrusted.get("untrusted_reason", pd.Series(dtype=object))
+    return sorted({str(r).split(":")[0] for r in reasons if isinstance(r, str) and r})
+
+
 def _fastest(at_n: pd.DataFrame, base: str | None) -> dict[str, Any]:
     ok = at_n[(at_n["status"] == "ok") & at_n["latency_ms_median"].gt(0)]
     flags = ok.apply(_flag, axis=1) if not ok.empty else pd.Series(dtype=str)
@@ -53,7 +63,8 @@ def _fastest(at_n: pd.DataFrame, base: str | None) -> dict[str, Any]:
     why_base = "missing" if brow.empty else str(brow["status"].iloc[0]) if brow["status"].iloc[0] != "ok" \
         else _flag(brow.iloc[0])
     base_usable = not why_base
-    out: dict[str, Any] = {"left_out": sorted(zip(ok.loc[flags != "", "model"], flags[flags != ""]))}
+    out: dict[str, Any] = {"left_out": sorted(zip(ok.loc[flags != "", "model"], flags[flags != ""])),
+                           "untrusted_rules": _rules(ok[flags == "untrusted"])}
     if not base_usable:
         out["no_ratio"] = why_base
     if cand.empty:
@@ -106,29 +117,54 @@ def _code(name: str) -> str:
     return f"`{name}`"
 
 
+def _list(v: Any) -> list:
+    return v if isinstance(v, list) else []
+
+
+def _nothing_judged(r: pd.Series) -> str:
+    """Why no method is fastest, in the words of the cells' statuses."""
+    left = _list(r["left_out"])
+    flags = {why for _, why in left}
+    if not left:
+        return "Fastest: none (no cell finished)"
+    if flags == {"untrusted"}:
+        rules = _list(r["untrusted_rules"])
+        why = "the machine was busy — re-run on a quiet machine, or with --threads 1" if rules == ["load"] else \
+            f"they failed the {', '.join(rules) or 'trust'} rule{'s' if len(rules) != 1 else ''} (see Trust)"
+        return f"Fastest: not judged (all cells untrusted: {why})"
+    if flags == {"noisy"}:
+        return f"Fastest: not judged (every finished cell is noisy, its IQR above {NOISY:.0%} of its median: " \
+               "raise --min-time or --repeats)"
+    return "Fastest: not judged (every finished cell is noisy or untrusted)"
+
+
 def _fastest_text(r: pd.Series) -> str:
     base = r["baseline"]
     if not isinstance(r["fastest"], str):
-        return "Fastest: none (no finished cell without noise)"
-    tied = r["fastest_tied"] if isinstance(r["fastest_tied"], list) else []
+        return _nothing_judged(r)
+    tied = _list(r["fastest_tied"])
     has_ratio = pd.notna(r["speedup"])
     if r["fastest"] == base:
         text = f"Fastest: {_code(base)} (the baseline)"
     elif has_ratio:
-        text = f"Fastest: {_code(r['fastest'])}, {fmt_times(r['speedup'], r['speedup_lo'], r['speedup_hi'])}" \
-               f" than {_code(base)}"
+        text = f"Fastest: {_code(r['fastest'])}, " \
+               f"{fmt_times(r['speedup'], r['speedup_lo'], r['speedup_hi'], than=_code(base))}"
     else:
         why = r["no_ratio"] if isinstance(r["no_ratio"], str) else "missing"
         text = f"Fastest: {_code(r['fastest'])} (no ratio: {_code(base) if base else 'baseline'} {why})" \
             if base else f"Fastest: {_code(r['fastest'])}"
     if tied:
-        within = ", ".join(_code(m) + (f" {fmt_times(s, lo, hi)}" if has_ratio and m != base else "")
+        same = f"about as fast as {_code(base)}"
+        within = ", ".join(_code(m) + (f" {fmt_times(s, lo, hi, same=same)}" if has_ratio and m != base else "")
                            for m, s, lo, hi in tied)
         text += f"; tied within noise: {within}"
     elif isinstance(r["fastest_next"], tuple) and not (has_ratio and r["fastest_next"][0] == base):
         m, ratio, lo, hi = r["fastest_next"]  # (a baseline runner-up would repeat the speed-up, inverted)
-        text += f"; runner-up: {_code(m)}, {fmt_times(ratio, lo, hi)} than {_code(r['fastest'])}"
+        text += f"; runner-up: {_code(m)}, {fmt_times(ratio, lo, hi, than=_code(r['fastest']))}"
     return text
+
+
+MEMORY = {"more": "less memory", "less": "more memory", "same": "about the same memory"}  # a memory ratio in words
 
 
 def _leanest_text(r: pd.Series) -> str:
@@ -138,16 +174,15 @@ def _leanest_text(r: pd.Series) -> str:
     if r["leanest"] == base:
         text = f"Leanest: {_code(base)} (the baseline)"
     elif pd.notna(r["mem_ratio"]):
-        text = f"Leanest: {_code(r['leanest'])}, {fmt_times(1 / r['mem_ratio'], more='less', less='more')} " \
-               f"memory than {_code(base)}"
+        text = f"Leanest: {_code(r['leanest'])}, {fmt_times(1 / r['mem_ratio'], **MEMORY, than=_code(base))}"
     else:
         text = f"Leanest: {_code(r['leanest'])}"
-    tied = r["leanest_tied"] if isinstance(r["leanest_tied"], list) else []
+    tied = _list(r["leanest_tied"])
     if tied:
         text += f"; tied within {MEM_TIE:.0%}: " + ", ".join(_code(m) for m in tied)
     elif isinstance(r["leanest_next"], tuple):
         m, ratio = r["leanest_next"]
-        text += f"; runner-up: {_code(m)}, {fmt_times(ratio, more='more', less='less')} memory"
+        text += f"; runner-up: {_code(m)}, {fmt_times(1 / ratio, **MEMORY)}"
     return text
 
 
@@ -156,9 +191,10 @@ def verdict_lines(vt: pd.DataFrame) -> list[tuple[str, str]]:
     out = []
     for _, r in vt.iterrows():
         text = f"{_fastest_text(r)}. {_leanest_text(r)}."
-        left = r["left_out"] if isinstance(r["left_out"], list) else []
-        for why in ("noisy", "untrusted"):
-            names = [_code(m) for m, w in left if w == why]
-            text += f" {why.capitalize()}, not judged: {', '.join(names)}." if names else ""
+        left = _list(r["left_out"])
+        if isinstance(r["fastest"], str) or len({w for _, w in left}) > 1:  # else the first sentence said it all
+            for why in ("noisy", "untrusted"):
+                names = [_code(m) for m, w in left if w == why]
+                text += f" {why.capitalize()}, not judged: {', '.join(names)}." if names else ""
         out.append((f"N={int(r['seq_len']):,}", text))
     return out

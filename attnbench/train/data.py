@@ -22,23 +22,33 @@ REAL = ("imagenet", "cifar10", "cifar100", "folder")
 
 DATA_HELP = """\
 Dataset spec. Real images (no download ever):
-  imagenet:ROOT   ROOT/train/<class>/* and ROOT/val/<class>/* (ImageNet layout)
-  cifar10:ROOT    torchvision's python copy: ROOT/cifar-10-batches-py/{data_batch_1..5,test_batch}
-  cifar100:ROOT   ROOT/cifar-100-python/{train,test}
-  folder:ROOT     ROOT/train/ and ROOT/val/ class folders, or one class-folder tree split
-                  deterministically: every 10th image of each class (sorted by path) is validation.
-Built-in generated data (seeded, balanced labels; the image side sets the sequence length):
-  shapes[:SIZE]                6 shapes (disk, square, triangle, plus, ring, diamond); SIZE 32 by default.
-  pathfinder[:SIZE][:LEVEL]    LRA Pathfinder: are the two markers joined by one dashed curve?
-                               SIZE 32|64|128 (1024/4096/16384 tokens at patch 1); LEVEL easy|medium|hard
-                               (curve length 6/9/14 dashes, as LRA's contour lengths).
-  longrange[:SIZE][:LEVEL]     do the two white-framed squares, at least half the image apart among plain
-                               ones, have the same colour? SIZE 64 by default (N = 256 at patch 4; 128 px:
-                               1024); LEVEL easy|medium|hard (6/12/24 distractors; medium by default).
-  options, appended as :key=value: n=TRAIN_IMAGES (shapes 2000, pathfinder 10000, longrange 4000),
-  val=VAL_IMAGES (n/5; longrange n/8), seed=DATA_SEED (0); pathfinder also dashes=K, distractors=D;
-  longrange also distractors=D, colors=C (2..8).
-Examples: shapes:32, pathfinder:32:easy:n=20000, longrange:128:hard, imagenet:/data/imagenet, folder:./my_images"""
+  imagenet:ROOT  ROOT/train/<class>/* and ROOT/val/<class>/* (ImageNet)
+  cifar10:ROOT   torchvision's python copy:
+                 ROOT/cifar-10-batches-py/{data_batch_1..5,test_batch}
+  cifar100:ROOT  ROOT/cifar-100-python/{train,test}
+  folder:ROOT    ROOT/train/ and ROOT/val/ class folders, or one
+                 class-folder tree split deterministically: every 10th image
+                 of each class (sorted by path) is validation.
+Built-in generated data (seeded, balanced labels; the image side sets the
+sequence length):
+  shapes[:SIZE]              6 shapes (disk, square, triangle, plus, ring,
+                             diamond); SIZE 32 by default.
+  pathfinder[:SIZE][:LEVEL]  LRA Pathfinder: are the two markers joined by
+                             one dashed curve? SIZE 32|64|128 (1024, 4096,
+                             16384 tokens at patch 1); LEVEL easy|medium|
+                             hard (curve length 6/9/14 dashes, as LRA's
+                             contour lengths).
+  longrange[:SIZE][:LEVEL]   do the two white-framed squares, at least half
+                             the image apart among plain ones, have the same
+                             colour? SIZE 64 by default (N = 256 at patch 4;
+                             128 px: 1024); LEVEL easy|medium|hard (6/12/24
+                             distractors; medium by default).
+  options, appended as :key=value: n=TRAIN_IMAGES (shapes 2000, pathfinder
+  10000, longrange 4000), val=VAL_IMAGES (n/5; longrange n/8),
+  seed=DATA_SEED (0); pathfinder also dashes=K, distractors=D; longrange
+  also distractors=D, colors=C (2..8).
+Examples: shapes:32, pathfinder:32:easy:n=20000, longrange:128:hard,
+  imagenet:/data/imagenet, folder:./my_images"""
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,15 @@
 """Progress for the training loop: rich bars (epoch and step, loss, throughput, ETA) on a terminal, plain log
-lines elsewhere, nothing on ranks other than 0."""
+lines elsewhere, nothing on ranks other than 0. A plain line fits the page: the terminal's width, or
+:data:`~attnbench.reporting.format.PAGE` columns in a log or a pipe (a longer one wraps; a long dataset spec or path
+loses its middle)."""
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from typing import Any
+
+from attnbench.reporting.format import PAGE, fit_lines, fmt_sig
 
 __all__ = ["make_progress"]
 
@@ -31,14 +36,22 @@ class _Quiet:
 
 def _summary(row: dict[str, Any], total: int) -> str:
     ema = f" ema_top1 {row['ema_top1']:.2f}" if row.get("ema_top1") is not None else ""
-    return (f"epoch {row['epoch'] + 1}/{total} train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
+    return (f"epoch {row['epoch'] + 1}/{total} loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
             f"top1 {row['top1']:.2f} top5 {row['top5']:.2f}{ema} lr {row['lr']:.3g} "
-            f"{row['images_per_s']:.1f} img/s {row['epoch_s']:.1f}s")
+            f"{fmt_sig(row['images_per_s'], 3)} img/s {fmt_sig(row['epoch_s'], 3)} s")
+
+
+def _page() -> int:
+    return shutil.get_terminal_size((PAGE, 24)).columns if sys.stdout.isatty() else PAGE
 
 
 class _Plain(_Quiet):
-    def __init__(self, total_epochs: int, log_interval: int) -> None:
+    def __init__(self, total_epochs: int, log_interval: int, width: int | None = None) -> None:
         self.total, self.every = total_epochs, max(1, log_interval)
+        self.width = width or _page()
+
+    def _print(self, text: str) -> None:
+        print("\n".join(fit_lines(text, self.width)), flush=True)
 
     def start_epoch(self, epoch: int, steps: int) -> None:
         self.epoch, self.steps, self.t0 = epoch, steps, time.perf_counter()
@@ -46,14 +59,14 @@ class _Plain(_Quiet):
     def step(self, i: int, loss: float, img_s: float, lr: float) -> None:
         if (i + 1) % self.every == 0 or i + 1 == self.steps:
             eta = (time.perf_counter() - self.t0) / (i + 1) * (self.steps - i - 1)
-            print(f"epoch {self.epoch + 1}/{self.total} step {i + 1}/{self.steps} loss {loss:.4f} lr {lr:.3g} "
-                  f"{img_s:.1f} img/s eta {eta:.0f}s", flush=True)
+            self._print(f"epoch {self.epoch + 1}/{self.total} step {i + 1}/{self.steps} loss {loss:.4f} "
+                        f"lr {lr:.3g} {img_s:.1f} img/s eta {eta:.0f}s")
 
     def end_epoch(self, row: dict[str, Any]) -> None:
-        print(_summary(row, self.total), flush=True)
+        self._print(_summary(row, self.total))
 
     def info(self, text: str) -> None:
-        print(text, flush=True)
+        self._print(text)
 
 
 class _Rich(_Quiet):

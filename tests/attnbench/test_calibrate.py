@@ -57,7 +57,7 @@ def test_a_group_on_fewer_cores_is_compared_with_the_peak_of_its_threads(tmp_pat
     from attnbench.config import SweepConfig
 
     peaks = {None: 200.0, 1: 50.0}  # the run's (all cores) and one thread's
-    monkeypatch.setattr(cal, "calibrate_cached", lambda device, threads=None: {
+    monkeypatch.setattr(cal, "calibrate_cached", lambda device, threads=None, dtype="fp32": {
         "device": device, "threads": threads, "matmul_gflops": {"fp32": peaks[threads], "bf16": 1.0}})
     monkeypatch.setattr(sweep, "group_threads", lambda config: 1)  # one idle core when the group starts
     cfg = SweepConfig(models=["attnbench.measure.testing:ExplicitSoftmax"], seq_lens=[16], device="cpu",

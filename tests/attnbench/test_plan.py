@@ -38,8 +38,11 @@ def test_dry_run_lists_the_cells_and_creates_nothing(tmp_path):
     assert not out.exists()
     text = r.stdout
     assert "soft, softmax" in text and "1,024" in text and "2,048" in text
-    assert "4 cells to run (3 rounds each), 0 skipped" in text
-    assert "estimated wall time" in text
+    assert "4 cells to run (3 to 9 rounds each), 0 skipped" in text  # --repeats auto, the default
+    assert "estimated wall time" in text and "--repeats auto: from 3 rounds a cell to 9" in " ".join(text.split())
+    r = invoke("run", "--dry-run", "--out", out, "--models", "soft,softmax", "--seq", "1024", "--repeats", "3",
+               "--mode", "infer")
+    assert r.exit_code == 0 and "2 cells to run (3 rounds each), 0 skipped" in r.stdout, r.output
 
 
 def _config(**kw) -> SweepConfig:
@@ -89,3 +92,16 @@ def test_memory_skips_and_resume_are_planned_like_the_sweep(tmp_path):
     assert status[("soft", 1024)][0] == status[("softmax", 1024)][0] == "done"
     assert status[("softmax", 4096)] == ("run", None)
     assert status[("soft", 4096)] == ("run", "re-measured with its group")  # the sweep re-runs the group whole
+
+
+def test_auto_rounds_estimate_a_range_up_to_the_cap_and_the_budget():
+    from attnbench.config import AUTO_GROUP_BUDGET_S
+
+    fixed, auto = (plan_sweep(_config(repeats=r), calibration=CAL) for r in (3, "auto"))
+    assert auto.seconds == pytest.approx(fixed.seconds)  # every cell stops after its first 3 rounds
+    assert fixed.seconds_max == pytest.approx(fixed.seconds) and auto.seconds_max > auto.seconds
+    assert (auto.rounds, fixed.rounds) == ("3 to 9 rounds each", "3 rounds each")
+    capped = plan_sweep(_config(repeats="auto", max_rounds=4), calibration=CAL)
+    assert auto.seconds < capped.seconds_max < auto.seconds_max and capped.rounds == "3 to 4 rounds each"
+    slow = plan_sweep(_config(repeats="auto", min_time=200.0), calibration=CAL)  # 3 rounds already past the budget
+    assert all(c.seconds > AUTO_GROUP_BUDGET_S / 2 for c in slow.cells) and slow.seconds_max == slow.seconds

@@ -30,9 +30,12 @@ def test_plain_lines_when_not_a_terminal() -> None:
     console = Console(file=io.StringIO(), force_terminal=False)
     out = run_with_progress(fake_sweep, None, None, resume=False, retry_failed=False, console=console,
                             echo=lines.append)
-    assert out == "df" and len(lines) == 2 and console.file.getvalue() == ""  # no bar drawn into a log
-    assert lines[0].startswith("[1/2] softmax N=1024 infer: ok 6.71 ms (3 rounds 6.5-7)  elapsed 0:00, ETA ")
-    assert lines[1].startswith("[2/2] soft N=1024 infer: timeout: exceeded the 1 s timeout")
+    assert out == "df" and console.file.getvalue() == ""  # no bar drawn into a log
+    cells = [i for i, ln in enumerate(lines) if ln.startswith("[")]  # a cell wider than the page wraps
+    assert len(cells) == 2 and all(len(ln) <= 80 for ln in lines)
+    assert lines[0] == "[1/2] softmax N=1024 infer: ok 6.71 ms, rounds 6.5–7.0 (3)"
+    assert lines[1].startswith("    elapsed 0:00, ETA ")  # the times whole, on a line of their own
+    assert lines[cells[1]].startswith("[2/2] soft N=1024 infer: timeout: exceeded the 1 s timeout")
     assert all("\x1b" not in ln for ln in lines)
 
 
@@ -61,4 +64,4 @@ def test_eta_and_figures() -> None:
     assert eta.left() == 60.0 and fmt_duration(eta.left()) == "1:00" and fmt_duration(3725) == "1:02:05"
     assert fmt_duration(None) == "?"
     assert cell_figure({"status": "ok", "latency_ms_median": 5.0, "trusted": 0,
-                        "untrusted_reason": "spread: 30%"}) == "ok 5 ms, untrusted: spread: 30%"
+                        "untrusted_reason": "spread: 30%"}) == "ok 5.00 ms, untrusted (spread)"

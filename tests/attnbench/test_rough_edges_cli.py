@@ -49,7 +49,7 @@ def test_resume_without_options_reproduces_the_stored_sweep(finished):
     (["--models", "soft"], ["--models soft differs from the run's soft,softmax", "--extend"]),
     (["--seq", "512"], ["--seq 512 differs from the run's 256"]),
     (["--batch", "2", "--extend"], ["--batch 2 differs from the run's 1", "another --name"]),
-    (["--repeats", "5"], ["--repeats 5 differs from the run's 3"]),
+    (["--repeats", "5"], ["--repeats 5 differs from the run's auto"]),  # the default: auto
     (["-p", "soft.landmarks=16"], ["--hparam soft.landmarks=16 differs from the run's none"]),
     (["--models", "soft", "--extend"], []),  # a subset under --extend adds nothing: a plain resume
 ], ids=["models", "seq", "batch-extend", "repeats", "hparam", "extend-subset"])
