@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ def check_out(run_dirs: list[Path], out: Path, *, joining: bool) -> None:
 def join_runs(run_dirs: list[Path], out: Path) -> Path:
     """Write the joined rows of ``run_dirs`` (shards of one sweep, or runs to compare) as a run directory ``out``."""
     from attnbench.reporting import load_runs
-    from attnbench.results import ALL_COLUMNS, write_meta, write_parquet
+    from attnbench.results import ALL_COLUMNS, command_line, write_meta, write_parquet
 
     check_out(run_dirs, out, joining=True)
     df, metas = load_runs(run_dirs)
@@ -41,7 +40,7 @@ def join_runs(run_dirs: list[Path], out: Path) -> Path:
     df[cols].to_csv(tmp, index=False)
     tmp.replace(out / "results.csv")
     write_parquet(out, df[cols])
-    meta = {"joined_from": [str(d) for d in run_dirs], "runs": metas, "command": " ".join(sys.argv)}
+    meta = {"joined_from": [str(d) for d in run_dirs], "runs": metas, "command": command_line()}
     write_meta(out, json.loads(json.dumps(meta, default=str)))
     return out
 

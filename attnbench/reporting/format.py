@@ -251,10 +251,14 @@ def machine_line(meta: dict[str, Any]) -> str:
     """``Machine: <cpu> (<n> cores, <t> torch threads) | GPU ... | torch x | timm y | python z | attnbench v (sha)``."""
     if not meta:
         return "Machine: unknown (no meta.json)"
-    hw = f"{meta.get('cpu', '?')} ({meta.get('cpu_count', '?')} cores, {meta.get('torch_threads', '?')} torch threads)"
-    parts = [f"Machine: {hw}"]
+    from attnbench.machine import describe  # torch-free
+
+    cpu = str(meta.get("cpu") or "?")
+    hw = f"{cpu} ({meta.get('cpu_count', '?')} cores, {meta.get('torch_threads', '?')} torch threads)"
+    detail = describe(meta).removeprefix(cpu).strip()  # family, model, stepping, ISA; the GPU and its driver
+    parts = [f"Machine: {hw}" + (f" {detail}" if detail else "")]
     if meta.get("gpu"):
-        parts.append(f"GPU {meta['gpu']} (CUDA {meta.get('cuda', '?')})")
+        parts.append(f"CUDA {meta.get('cuda', '?')}")
     for k in ("torch", "timm", "python"):
         if meta.get(k):
             parts.append(f"{k} {meta[k]}")

@@ -251,7 +251,13 @@ def _unconverged(eff: pd.DataFrame) -> list[str]:
 
 
 def _header(df: pd.DataFrame, eff: pd.DataFrame, metas: list[dict[str, Any]], runs: list[str] | None) -> Section:
+    from attnbench.machine import differences  # torch-free
+
     lines = list(dict.fromkeys(machine_line(m) for m in metas)) or ["Machine: unknown (no meta.json)"]
+    diff = [f"{m.get('run', '?')}: {'; '.join(d)}" for m in metas[1:] if (d := differences(metas[0], m))]
+    if diff:
+        lines.insert(0, f"**Warning:** the runs come from different machines (against {metas[0].get('run', '?')}: "
+                        f"{' | '.join(diff)}); their latencies are not comparable.")
     lines += [f"Command ({m.get('run', '')}): `{short_command(m['command'])}`" for m in metas if m.get("command")]
     if runs:
         lines.append(f"Runs: {', '.join(runs)}")
