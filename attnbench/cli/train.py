@@ -98,7 +98,8 @@ Under torchrun, --batch-size is per process; rank 0 alone writes. --resume conti
 @click.option("--fresh/--fixed", default=None,
               help=f"Generated data: new training images every epoch, or one fixed set {_d('fresh')}.")
 @click.option("--patience", type=int, help="Early stop, one rule for every method: stop once a run has learned "
-                                           "(beats chance, p < 0.01) and its best top-1 is P epochs old [off].")
+                                           "(beats chance, p < 0.01), held it since its best epoch, and that best "
+                                           "is P epochs old [off].")
 @click.option("--amp", type=click.Choice(AMPS), default="auto", show_default=True,
               help="auto = bf16 autocast on CUDA, fp32 on CPU.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)

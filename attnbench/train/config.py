@@ -99,8 +99,8 @@ class TrainConfig:
         threads: CPU threads for torch (``torch.set_num_threads``); None: torch's default (one per core). On a
             machine shared with other jobs, 1 avoids threads spinning on each other.
         patience: early stop, the same rule for every method: once a run has learned (its best validation top-1
-            beats chance, ``attnbench.learning.learned``) and has not improved on its best for ``patience``
-            epochs, it stops and its row says so. A run that has not learned always runs the whole budget. None: off.
+            beats chance, ``attnbench.learning.learned``), every epoch since its best beats chance too, and it has
+            not improved on its best for ``patience`` epochs, it stops and its row says so. A run that has not learned always runs the whole budget. None: off.
     """
 
     model: str = "softmax"

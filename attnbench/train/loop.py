@@ -233,15 +233,19 @@ def train(config: TrainConfig, *, model_dir: str | Path | None = None) -> dict[s
 
 
 def early_stop(run: TrainRun) -> bool:
-    """``patience``: True (and ``run.stopped_early`` says why) once the run has learned and its best validation
-    top-1 is ``patience`` epochs old. The rule reads the history alone, so a resumed run stops where it stopped."""
+    """``patience``: True (and ``run.stopped_early`` says why) once the run has learned, holds it (every epoch since
+    its best beats chance) and its best validation top-1 is ``patience`` epochs old. The rule reads the history
+    alone, so a resumed run stops where it stopped."""
     P = run.cfg.patience
     if not P or not run.history or run.stopped_early or len(run.history) >= run.total_epochs:
         return bool(run.stopped_early)  # a run that used its whole budget did not stop early
     top1 = [r["top1"] for r in run.history]
     best = max(top1)
     best_epoch = top1.index(best) + 1
-    if len(top1) - best_epoch >= P and learned(best, run.info.n_val, run.info.num_classes):
+    # every epoch from the best on must have learned: a transient bump (62-65 % in epoch 1, back at chance in
+    # epoch 2, as Performer showed) is no reason to stop a run that may still jump
+    held = all(learned(t, run.info.n_val, run.info.num_classes) for t in top1[best_epoch - 1:])
+    if len(top1) - best_epoch >= P and held:
         run.stopped_early = (f"early stop after epoch {len(top1)} of {run.total_epochs}: learned (best top-1 "
                              f"{best:.1f} at epoch {best_epoch}), no gain in {P} epochs (--patience {P})")
     return bool(run.stopped_early)

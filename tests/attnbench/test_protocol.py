@@ -110,6 +110,8 @@ def test_early_stop_only_after_learning_and_patience_epochs_without_gain():
     assert not early_stop(_run([50.0] * 11, 3))  # at chance: the whole budget, never an early stop
     assert not early_stop(_run([50, 100, 100, 100, 99], None))  # off
     assert not early_stop(_run([50, 100] + [100] * 10, 3))  # the budget is used up: not "early"
+    assert not early_stop(_run([65, 50, 50, 50, 50], 3))  # a bump in epoch 1, back at chance: it may still jump
+    assert early_stop(_run([65, 60, 58, 59], 3))  # learned and held above chance
 
 
 def test_soft_diagnostics_see_the_global_share_from_landmarks_near_and_far():
