@@ -32,7 +32,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-__all__ = ["BASELINES", "CONFIDENCE", "MIN_TIMED_BLOCKS", "SPREAD_MAX", "LOAD_TOL", "BUSY_SHARE", "TRUST_RULES",
+__all__ = ["json_list", "BASELINES", "CONFIDENCE", "MIN_TIMED_BLOCKS", "SPREAD_MAX", "LOAD_TOL", "BUSY_SHARE", "TRUST_RULES",
            "Interval", "median_interval", "used_rounds", "paired_ratios", "speedup_interval", "interval_halfwidth",
            "bootstrap_ratio", "change_verdict", "RoundResult", "others_exceed", "disturbed", "CellSummary", "summarize",
            "rotation", "crossing", "BreakEven", "break_even", "machine_warning", "finite", "positive"]
@@ -96,18 +96,21 @@ def median_interval(xs: Iterable[float], confidence: float = CONFIDENCE) -> Inte
     return Interval(mid, x[k - 1], x[n - k], n, round(cover, 4))
 
 
+def json_list(v: Any) -> list:
+    """A list cell as written (a list, or its JSON); anything else is empty."""
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return []
+    return list(v) if isinstance(v, (list, tuple)) else []
+
+
 def used_rounds(rounds: Any, excluded: Any = None) -> list[float | None]:
     """A row's ``latency_ms_rounds`` (a list or its JSON) with the ``rounds_excluded`` set to None: the rounds that
     count, still aligned by round; ``[]`` for a row without rounds."""
-    def parse(v: Any) -> list:
-        if isinstance(v, str):
-            try:
-                v = json.loads(v)
-            except ValueError:
-                return []
-        return list(v) if isinstance(v, (list, tuple)) else []
-    skip = set(parse(excluded))
-    return [float(v) if positive(v) and i not in skip else None for i, v in enumerate(parse(rounds))]
+    skip = set(json_list(excluded))
+    return [float(v) if positive(v) and i not in skip else None for i, v in enumerate(json_list(rounds))]
 
 
 def paired_ratios(base: Sequence[float | None], model: Sequence[float | None]) -> list[float]:

@@ -14,7 +14,7 @@ import pandas as pd
 from attnbench.learning import chance_pct
 from attnbench.reporting.frontier import CELL
 from attnbench.reporting.load import select
-from attnbench.reporting.plots import _mpl, method_styles
+from attnbench.reporting.plots import _mpl, method_styles, save_figure
 
 __all__ = ["CURVES_PNG", "CHANCE_LABEL", "draw_curves", "plot_curves"]
 
@@ -75,10 +75,4 @@ def draw_curves(logs: pd.DataFrame, acc: pd.DataFrame | None = None, *, title: s
 def plot_curves(logs: pd.DataFrame, path: str | Path, acc: pd.DataFrame | None = None, *,
                 title: str | None = None) -> Path | None:
     """Draw :func:`draw_curves` into ``path``; returns it, or None when there is nothing to draw."""
-    fig = draw_curves(logs, acc, title=title)
-    if fig is None:
-        return None
-    path = Path(path)
-    fig.savefig(path, bbox_inches="tight")
-    _mpl().close(fig)
-    return path
+    return save_figure(draw_curves(logs, acc, title=title), path)

@@ -5,7 +5,6 @@ its median is marked noisy (as ``torch.utils.benchmark`` does).
 """
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import re
@@ -15,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from attnbench.results import STATUSES
+from attnbench.stats import json_list
 
 __all__ = ["NOISY", "NOISE_MARK", "NO_SPREAD_MARK", "UNTRUSTED_MARK", "DASH", "MIN_SIG", "SAME", "PAGE", "fmt_sig",
            "fmt_latency", "fmt_ratio", "fmt_times", "fmt_rounds", "fit_lines", "status_cell", "absolute_display",
@@ -115,18 +115,8 @@ def fmt_rounds(lo: Any, hi: Any, counted: Any, excluded: Any = None) -> str:
     span = a if a == b else f"{a}–{b}"
     if counted > 0:
         return f"{span} ({int(counted)})"
-    aside = len(_json_list(excluded))
+    aside = len(json_list(excluded))
     return f"{span} ({aside} set aside)" if aside else f"{span} (none counted)"
-
-
-def _json_list(v: Any) -> list:
-    """A list cell as written (a list, or its JSON); anything else is empty."""
-    if isinstance(v, str):
-        try:
-            v = json.loads(v)
-        except ValueError:
-            return []
-    return list(v) if isinstance(v, (list, tuple)) else []
 
 
 def fit_lines(text: str, width: int, indent: str = "    ") -> list[str]:

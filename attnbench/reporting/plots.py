@@ -234,7 +234,11 @@ def plot_quantity(df: pd.DataFrame, quantity: str, path: str | Path, *, styles: 
                   title: str | None = None) -> Path | None:
     """Draw one quantity of ``df`` (see :func:`draw_quantity`) into ``path``; returns it, or None when there is
     nothing to draw."""
-    fig = draw_quantity(df, quantity, styles=styles, title=title)
+    return save_figure(draw_quantity(df, quantity, styles=styles, title=title), path)
+
+
+def save_figure(fig: Any, path: str | Path) -> Path | None:
+    """Write ``fig`` to ``path`` and close it; None when there is no figure (nothing to draw)."""
     if fig is None:
         return None
     path = Path(path)
