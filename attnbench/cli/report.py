@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -35,6 +36,8 @@ def join_runs(run_dirs: list[Path], out: Path) -> Path:
     check_out(run_dirs, out, joining=True)
     df, metas = load_runs(run_dirs)
     out.mkdir(parents=True, exist_ok=True)
+    # relative to the joined folder, so that the rows find their logs in any clone of it
+    df["run_dir"] = df["run_dir"].map(lambda p: os.path.relpath(p, out.resolve()) if isinstance(p, str) else p)
     cols = ALL_COLUMNS + [c for c in df.columns if c not in ALL_COLUMNS and c != "run"] + ["run"]
     tmp = out / "results.csv.tmp"
     df[cols].to_csv(tmp, index=False)

@@ -70,9 +70,10 @@ def run_labels(dirs: list[Path]) -> list[str]:
 
 
 def _source_dirs(df: pd.DataFrame, d: Path, meta: dict[str, Any]) -> pd.Series:
-    """Each row's source run directory: kept from a joined run's rows, else found from the row's run label among
+    """Each row's source run directory: kept from a joined run's rows (relative to it), else found from the row's run label among
     the directories the run was joined from (a join written before rows kept it), else ``d`` itself."""
     own = pd.Series(df["run_dir"] if "run_dir" in df.columns else pd.NA, index=df.index, dtype=object)
+    own = own.map(lambda p: str((d / p).resolve()) if isinstance(p, str) else p)  # a join stores them relative
     sources = [Path(p) for p in meta.get("joined_from") or [] if isinstance(p, str)]
     by_label = dict(zip(run_labels(sources), (str(p.resolve()) for p in sources))) if sources else {}
     return own.fillna(df["run"].map(by_label)).fillna(str(d.resolve()))

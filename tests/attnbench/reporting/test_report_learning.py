@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import math
 
 import pandas as pd
@@ -140,6 +141,7 @@ def test_load_runs_keeps_each_rows_source_dir_through_a_join(tmp_path):
     assert set(zip(rep.logs["model"], rep.logs["seq_len"])) == {("softmax", 256), ("soft", 256), ("no-mixing", 256),
                                                                 ("softmax", 1024)}
     assert (tmp_path / "joined" / "curves.png").exists()
+    assert set(pd.read_csv(tmp_path / "joined" / "results.csv")["run_dir"]) == {os.path.relpath(a, tmp_path / "joined"), "../b/run"}  # portable
     # a join written before rows kept their dir: found from the run labels among meta.json's joined_from
     joined = tmp_path / "joined"
     csv = joined / "results.csv"
